@@ -1,0 +1,58 @@
+"""The one place where RecBole 1.2.1 is adapted to today's numpy / torch.
+
+Each fix names the RecBole line it is for and when it can go; everything is applied
+once, on ``import recbole_mllmr1``. Two more incompatibilities are handled without
+patching: pandas 3 (``Dataset._remap`` on ``token_seq`` fields, silent
+``fillna(inplace=True)``) by the ``pandas<3`` pin in setup.py, and ray 2.6.3 (needs
+``pkg_resources`` and ``np.bool8``) by never importing ``recbole.quick_start``, the
+only module that imports it; RecBole uses ray only for hyper-parameter search.
+"""
+import importlib
+import types
+
+import numpy as np
+import torch
+
+# numpy 2 removed these aliases; recbole/config/configurator.py:625-635
+# (Config.compatibility_settings) reads them to define np.float, np.long, ... which
+# recbole/evaluator/metrics.py and model/layers.py still use. Remove with RecBole > 1.2.1.
+_NUMPY_ALIASES = {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}
+
+
+def restore_numpy_aliases():
+    for name, value in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+class _TrustedCheckpointTorch(types.ModuleType):
+    """``torch`` as seen by recbole/trainer/trainer.py, with ``load`` defaulting to weights_only=False.
+
+    torch >= 2.6 loads with weights_only=True, which rejects the config object RecBole
+    pickles into its own checkpoints (trainer.py:323 resume_checkpoint, :583
+    load_best_model). Those files are written by the same run, so they are trusted.
+    Scoped to that module only; torch.load elsewhere keeps the safe default.
+    Remove when RecBole passes weights_only itself.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return torch.load(*args, **kwargs)
+
+
+def trust_recbole_checkpoints():
+    trainer_module = importlib.import_module("recbole.trainer.trainer")
+    if not isinstance(trainer_module.torch, _TrustedCheckpointTorch):
+        trainer_module.torch = _TrustedCheckpointTorch()
+
+
+def apply():
+    restore_numpy_aliases()
+    trust_recbole_checkpoints()

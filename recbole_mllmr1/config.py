@@ -1,0 +1,69 @@
+"""RecBole's Config, extended with the plugin's own properties (as RecBole-GNN does)."""
+import os
+from importlib import resources
+
+from recbole.config.configurator import Config as RecBoleConfig
+
+from recbole_mllmr1.utils import get_model
+
+# Dict-valued keys that a partial override should update, not replace: RecBole fills a
+# partial ``--eval_args="{'mode':'uni9'}"`` from its *built-in* defaults (random split),
+# which would silently drop the leave-one-out split our yaml sets.
+_MERGED_DICT_KEYS = ("eval_args",)
+
+
+def properties_path(*parts):
+    """Path of a file shipped in ``properties/`` (``recbole_mllmr1.properties`` once installed)."""
+    return os.path.join(str(resources.files("recbole_mllmr1.properties")), *parts)
+
+
+class Config(RecBoleConfig):
+    """Resolves model names through :func:`recbole_mllmr1.utils.get_model` and adds the plugin's yaml.
+
+    Precedence stays RecBole's: RecBole's built-in yaml < the plugin's yaml
+    (``properties/model/<Model>.yaml``, ``properties/dataset/<dataset>.yaml``, and a
+    ``<dataset>.yaml`` that a dataset converter wrote next to the atomic files) <
+    config files < config dict < command line.
+    """
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            try:
+                model = self.external_config_dict["model"]
+            except KeyError:
+                raise KeyError(
+                    "model need to be specified in at least one of the these ways: "
+                    "[model variable, config file, config dict, command line]"
+                )
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            try:
+                dataset = self.external_config_dict["dataset"]
+            except KeyError:
+                raise KeyError(
+                    "dataset need to be specified in at least one of the these ways: "
+                    "[dataset variable, config file, config dict, command line]"
+                )
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        data_path = self.external_config_dict.get("data_path") or "dataset/"
+        for file in (
+            properties_path("model", f"{model}.yaml"),
+            properties_path("dataset", f"{dataset}.yaml"),
+            os.path.join(data_path, dataset, f"{dataset}.yaml"),
+        ):
+            if os.path.isfile(file):
+                self._update_internal_config_dict(file)
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        for key in _MERGED_DICT_KEYS:
+            internal, external = self.internal_config_dict.get(key), self.external_config_dict.get(key)
+            if isinstance(internal, dict) and isinstance(external, dict):
+                final[key] = {**internal, **external}
+        return final

@@ -1,0 +1,64 @@
+"""Data hooks that MLLMRecR1 runs while it prepares its items: image textualization."""
+import glob
+import os
+from logging import getLogger
+
+from recbole_mllmr1.llm import cache_root
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+
+
+def item_images(config, dataset):
+    """Item token -> image path, from the ``.item`` image field or a folder of ``<item id>.<ext>`` files.
+
+    A path in the image field is relative to ``image_dir`` when set, else to the dataset folder.
+    """
+    image_field, image_dir = config["image_field"], config["image_dir"]
+    item_tokens = dataset.field2id_token[dataset.iid_field]
+    if dataset.item_feat is not None and image_field in dataset.item_feat.interaction:
+        root = image_dir or config["data_path"]
+        id2token = dataset.field2id_token[image_field]
+        return {
+            str(item_tokens[i]): os.path.join(root, str(id2token[int(v)]))
+            for i, v in enumerate(dataset.item_feat[image_field])
+            if i and int(v)
+        }
+    if image_dir:
+        if not os.path.isdir(image_dir):
+            raise FileNotFoundError(f"image_dir [{image_dir}] is not a folder: fix `image_dir` or set it to ~.")
+        by_stem = {
+            os.path.splitext(os.path.basename(path))[0]: path
+            for path in glob.glob(os.path.join(image_dir, "*"))
+            if path.lower().endswith(_IMAGE_EXTENSIONS)
+        }
+        return {str(token): by_stem[str(token)] for token in item_tokens[1:] if str(token) in by_stem}
+    return {}
+
+
+def image_texts_for(config, dataset):
+    """Item token -> image description through the configured ``textualizer`` (cached); {} when off."""
+    logger = getLogger()
+    backend = config["textualizer"]
+    if backend in (None, "none"):
+        return {}
+    images = item_images(config, dataset)
+    n_items = dataset.item_num - 1
+    if not images:
+        logger.info(f"No item images found for [{dataset.dataset_name}] (image_field / image_dir): prompts carry no image text.")
+        return {}
+    from recbole_mllmr1.textualize import textualize_images
+
+    result = textualize_images(
+        images,
+        backend=backend,
+        cache_dir=config["textualize_cache_dir"] or os.path.join(cache_root(), "textualize"),
+        dataset=dataset.dataset_name,
+        model=config["textualizer_model"],
+        prompt=config["textualizer_prompt"],
+        show_progress=config["show_progress"],
+    )
+    logger.info(
+        f"Image text for {len(result.texts)} of {n_items} items; {n_items - len(images)} have no image, "
+        f"{len(result.failures)} images could not be read."
+    )
+    return result.texts

@@ -1,0 +1,203 @@
+r"""
+MLLMRecR1
+################################################
+
+Reference:
+    MLLMRec-R1: Incentivizing Reasoning Capability in Large Language Models for
+    Multimodal Sequential Recommendation. arXiv:2603.06243.
+
+NOTE:
+    The paper lets the LLM generate the next item. To be evaluated by RecBole's own
+    protocols, this model *scores* RecBole's candidates instead: the prompt lists the
+    user's recent items (title, metadata and the textualized image) and the candidates,
+    labelled A, B, C..., and the score of a candidate is the LLM's probability of its
+    letter right after ``<answer>``, the same format SFT and GRPO train. Candidates are
+    listed in a seeded order that ignores which one is the positive, more than
+    ``candidates_per_prompt`` candidates are split over several prompts, and full
+    ranking reranks the top ``rerank_topk`` items of a popularity retriever.
+"""
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_mllmr1.item_text import ItemCatalog
+from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
+from recbole_mllmr1.prompts import build_messages
+from recbole_mllmr1.scoring import LabelScorer, render_prompt
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(values):
+    """A well-mixed 64-bit hash, vectorised: listing orders must not follow item ids."""
+    with np.errstate(over="ignore"):
+        z = (values + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return z ^ (z >> np.uint64(31))
+
+
+def listing_order(seed, user_id, item_ids):
+    """Seeded permutation of ``item_ids`` for one user; it depends on the candidate set only."""
+    items = np.asarray(item_ids, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        keys = _splitmix64(_splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(user_id)) ^ items)
+    return np.argsort(keys, kind="stable")
+
+
+def strict_rank_scores(log_probs, order):
+    """Scores that RecBole ranks exactly like ``log_probs``, with ties broken by listing order.
+
+    RecBole puts the positive in row 0 and its top-k falls back to row order on ties, so
+    equal scores would rank the positive first; here tied candidates keep the seeded order.
+    Returned as ``n - rank`` (exact in float32, which RecBole's evaluator casts to).
+    """
+    n = len(log_probs)
+    listing_rank = np.empty(n, dtype=np.int64)
+    listing_rank[order] = np.arange(n)
+    ranked = np.lexsort((listing_rank, -np.asarray(log_probs, dtype=np.float64)))
+    scores = np.empty(n, dtype=np.float64)
+    scores[ranked] = n - np.arange(n)
+    return scores
+
+
+class MLLMRecR1(SequentialRecommender):
+    """An LLM recommender over textualized items, scored through the chat template."""
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.logger = getLogger()
+        self.max_history = config["max_history"]
+        self.candidates_per_prompt = config["candidates_per_prompt"]
+        self.rerank_topk = config["rerank_topk"]
+        self.listing_seed = config["seed"]
+        self.use_image_text = config["use_image_text"]
+
+        self.catalog = ItemCatalog(
+            dataset,
+            title_field=config["title_field"],
+            meta_fields=config["item_meta_fields"] or [],
+            image_texts=dataset_image_texts(config, dataset) if self.use_image_text else None,
+        )
+        self.tokenizer = load_tokenizer(config["llm_path"])
+        self.llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
+        self.scorer = LabelScorer(self.llm, self.tokenizer, batch_size=config["llm_batch_size"])
+
+        # The full-ranking retriever: training-interaction counts, a buffer so it follows .to(device).
+        counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
+        self.register_buffer("popularity", counts, persistent=False)
+
+    # ---- prompts -----------------------------------------------------------------------
+    def history(self, item_seq, item_seq_len):
+        """Internal ids of the user's last ``max_history`` items, oldest first."""
+        length = int(item_seq_len)
+        return item_seq[max(0, length - self.max_history) : length].tolist()
+
+    def prompt(self, history_ids, candidate_ids, assistant_prefix=""):
+        messages = build_messages(
+            [self.catalog.entry(i, self.use_image_text) for i in history_ids],
+            [self.catalog.entry(i, self.use_image_text) for i in candidate_ids],
+        )
+        return render_prompt(self.tokenizer, messages, assistant_prefix)
+
+    def candidate_log_probs(self, user_id, history_ids, candidate_ids):
+        """Log-probabilities of ``candidate_ids`` (in their given order) for one user.
+
+        Candidates are listed in the seeded order and split into prompts of at most
+        ``candidates_per_prompt``; each prompt's letters are renormalised among themselves.
+        Returns ``(log_probs, listing_order)``.
+        """
+        order = listing_order(self.listing_seed, user_id, candidate_ids)
+        chunks = [order[i : i + self.candidates_per_prompt] for i in range(0, len(order), self.candidates_per_prompt)]
+        prompts = [self.prompt(history_ids, [candidate_ids[j] for j in chunk]) for chunk in chunks]
+        log_probs = np.empty(len(candidate_ids), dtype=np.float64)
+        for chunk, chunk_log_probs in zip(chunks, self.scorer.log_probs(prompts, [len(c) for c in chunks])):
+            log_probs[chunk] = chunk_log_probs.double().numpy()
+        return log_probs, order
+
+    # ---- RecBole interface -------------------------------------------------------------
+    def forward(self, item_seq, item_seq_len):
+        raise NotImplementedError("MLLMRecR1 scores candidates through predict / full_sort_predict.")
+
+    def calculate_loss(self, interaction):
+        """Cross-entropy of the target's letter among itself and sampled negatives (the SFT objective)."""
+        item_seq = interaction[self.ITEM_SEQ].cpu()
+        item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
+        users = interaction[self.USER_ID].cpu().tolist()
+        targets = interaction[self.POS_ITEM_ID].cpu().tolist()
+        generator = torch.Generator().manual_seed(self.listing_seed)
+        prompts, target_positions = [], []
+        for row, (user, target) in enumerate(zip(users, targets)):
+            candidates = [target] + _sample_negatives(generator, self.n_items, target, self.candidates_per_prompt - 1)
+            order = listing_order(self.listing_seed, user, candidates)
+            listed = [candidates[j] for j in order]
+            prompts.append(self.prompt(self.history(item_seq[row], item_seq_len[row]), listed))
+            target_positions.append(int(np.flatnonzero(order == 0)[0]))
+        logits = self.scorer.label_logits(prompts)[:, : self.candidates_per_prompt]
+        return torch.nn.functional.cross_entropy(logits, torch.tensor(target_positions, device=logits.device))
+
+    def predict(self, interaction):
+        """One score per (user, candidate) row of RecBole's sampled evaluation.
+
+        Rows of one user are contiguous; each row's ``item_id`` is its candidate. Nothing
+        else about a row (its position, its label) is read, so the positive is not known.
+        """
+        users = interaction[self.USER_ID].cpu()
+        items = interaction[self.ITEM_ID].cpu()
+        item_seq = interaction[self.ITEM_SEQ].cpu()
+        item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
+        scores = np.empty(len(items), dtype=np.float64)
+        boundaries = torch.nonzero(users[1:] != users[:-1]).flatten().add(1).tolist()
+        for start, end in zip([0] + boundaries, boundaries + [len(items)]):
+            candidates = items[start:end].tolist()
+            log_probs, order = self.candidate_log_probs(
+                int(users[start]), self.history(item_seq[start], item_seq_len[start]), candidates
+            )
+            scores[start:end] = strict_rank_scores(log_probs, order)
+        return torch.from_numpy(scores).float().to(interaction[self.ITEM_ID].device)
+
+    def full_sort_predict(self, interaction):
+        """Scores over all items: the LLM reranks the retriever's top ``rerank_topk``.
+
+        Items outside the top-k keep the retriever's order below them. The interaction's
+        ``item_id`` (the target) is never read.
+        """
+        users = interaction[self.USER_ID].cpu()
+        item_seq = interaction[self.ITEM_SEQ].cpu()
+        item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
+        retrieval = self.popularity.cpu().repeat(len(users), 1)
+        retrieval[:, 0] = -np.inf  # padding item
+        retrieval.scatter_(1, item_seq, -np.inf)  # the user's own history is not recommended again
+        retrieval_order = torch.argsort(retrieval, dim=1, descending=True, stable=True)
+        scores = torch.empty_like(retrieval)
+        rank_scores = torch.arange(self.n_items, 0, -1, dtype=scores.dtype)
+        scores.scatter_(1, retrieval_order, rank_scores.repeat(len(users), 1))
+        for row in range(len(users)):
+            top = retrieval_order[row, : self.rerank_topk].tolist()
+            log_probs, order = self.candidate_log_probs(
+                int(users[row]), self.history(item_seq[row], item_seq_len[row]), top
+            )
+            scores[row, top] = torch.from_numpy(self.n_items + strict_rank_scores(log_probs, order)).to(scores.dtype)
+        return scores.to(interaction[self.ITEM_SEQ].device)
+
+
+def _sample_negatives(generator, n_items, exclude, count):
+    """``count`` distinct item ids in ``[1, n_items)`` other than ``exclude``."""
+    picks = []
+    while len(picks) < count:
+        item = int(torch.randint(1, n_items, (1,), generator=generator))
+        if item != exclude and item not in picks:
+            picks.append(item)
+    return picks
+
+
+def dataset_image_texts(config, dataset):
+    """Image descriptions for the dataset's items (item token -> text), from the textualization hook."""
+    from recbole_mllmr1.hooks import image_texts_for
+
+    return image_texts_for(config, dataset)

@@ -1,0 +1,110 @@
+"""``run_recbole``: RecBole's quick start, for plugin and RecBole models alike.
+
+Differs from ``recbole.quick_start.run_recbole`` in three ways: models resolve through the
+plugin first, the FLOPs count is skipped (it deep-copies the model, an LLM here), and
+``eval_user_sample`` can evaluate a seeded sample of users. ``recbole.quick_start`` is never
+imported: it imports ray, which is broken on numpy 2.
+"""
+import argparse
+import sys
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data import create_dataset
+from recbole.data.utils import create_samplers, get_dataloader
+from recbole.data.utils import data_preparation as recbole_data_preparation
+from recbole.utils import ModelType, get_environment, init_logger, init_seed, set_color
+
+from recbole_mllmr1.config import Config
+from recbole_mllmr1.utils import get_model, get_trainer
+
+
+def sample_eval_users(config, test_dataset):
+    """A seeded sample of ``eval_user_sample`` users among those with a test interaction."""
+    users = np.unique(test_dataset.inter_feat[test_dataset.uid_field].numpy())
+    size = config["eval_user_sample"]
+    if size >= len(users):
+        return users
+    return np.sort(np.random.default_rng(config["seed"]).choice(users, size=size, replace=False))
+
+
+def _restrict_to_users(dataset, users):
+    mask = torch.from_numpy(np.isin(dataset.inter_feat[dataset.uid_field].numpy(), users))
+    return dataset.copy(dataset.inter_feat[mask])
+
+
+def data_preparation(config, dataset):
+    """RecBole's split and dataloaders; with ``eval_user_sample``, valid/test keep only sampled users.
+
+    The training data and the negative samplers are RecBole's, built from all users.
+    """
+    if not config["eval_user_sample"]:
+        return recbole_data_preparation(config, dataset)
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        raise ValueError("eval_user_sample is not supported for knowledge-aware models; set it to ~.")
+    built_datasets = dataset.build()
+    train_dataset, valid_dataset, test_dataset = built_datasets
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built_datasets)
+    users = sample_eval_users(config, test_dataset)
+    getLogger().info(
+        set_color("Sampled evaluation", "red")
+        + f": {len(users)} of {test_dataset.user_num - 1} users (eval_user_sample={config['eval_user_sample']}, seed={config['seed']})"
+    )
+    train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(
+        config, _restrict_to_users(valid_dataset, users), valid_sampler, shuffle=False
+    )
+    test_data = get_dataloader(config, "test")(config, _restrict_to_users(test_dataset, users), test_sampler, shuffle=False)
+    return train_data, valid_data, test_data
+
+
+def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train (if the model trains) and test ``model`` on ``dataset``; returns RecBole's result dict."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    sampled = f" (sampled: {config['eval_user_sample']} users)" if config["eval_user_sample"] else ""
+    logger.info(set_color("best valid ", "yellow") + f"{sampled}: {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f"{sampled}: {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "eval_user_sample": config["eval_user_sample"],
+    }
+
+
+def main(argv=None):
+    """Console entry point: ``run_recbole --model=X --dataset=Y [--config_files="a.yaml b.yaml"] [--key=value ...]``.
+
+    Every ``--key=value`` is read by RecBole's Config from the command line, as in RecBole.
+    """
+    parser = argparse.ArgumentParser(prog="run_recbole", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--model", "-m", type=str, default="MLLMRecR1", help="model name (plugin or RecBole)")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    return 0
