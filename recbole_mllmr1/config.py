@@ -59,6 +59,12 @@ class Config(RecBoleConfig):
         ):
             if os.path.isfile(file):
                 self._update_internal_config_dict(file)
+        # RecBole's sequential models default to loss_type CE, which its own check rejects
+        # next to the default train_neg_sample_args; RecBole's docs tell users to pass
+        # `--train_neg_sample_args=None` by hand. Make that the default so that
+        # `run_recbole --model=SASRec` runs as is.
+        if self.internal_config_dict.get("loss_type") == "CE":
+            self.internal_config_dict["train_neg_sample_args"] = None
 
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()

@@ -3,11 +3,9 @@ import importlib
 import os
 import re
 
-from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
-_PLUGIN_FAMILIES = ("recbole_mllmr1.model.sequential_recommender",)
-_RECBOLE_FAMILIES = tuple(
+_MODEL_PACKAGES = ("recbole_mllmr1.model.sequential_recommender",) + tuple(
     f"recbole.model.{family}"
     for family in (
         "general_recommender",
@@ -19,43 +17,41 @@ _RECBOLE_FAMILIES = tuple(
 )
 
 
-def available_models():
-    """Every model name ``get_model`` accepts, the plugin's and RecBole's.
+def _model_files():
+    """``(package, module file)`` for every model module, plugin first.
 
-    Read from the source files (``class <Name>`` in ``<name>.py``) rather than by importing
-    every model, some of which need optional libraries.
+    Found on disk without importing the packages: RecBole's exlib family imports
+    lightgbm / xgboost in its ``__init__``, which most installs lack.
     """
-    names = set()
-    for package in _PLUGIN_FAMILIES + _RECBOLE_FAMILIES:
+    for package in _MODEL_PACKAGES:
         spec = importlib.util.find_spec(package)
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            for file in os.listdir(folder):
-                stem, ext = os.path.splitext(file)
-                if ext != ".py" or stem.startswith("_"):
-                    continue
-                with open(os.path.join(folder, file), encoding="utf-8") as source:
-                    names.update(
-                        name for name in re.findall(r"^class (\w+)\(", source.read(), re.M)
-                        if name.lower() == stem
-                    )
+            for file in sorted(os.listdir(folder)):
+                if file.endswith(".py") and not file.startswith("_"):
+                    yield package, os.path.join(folder, file)
+
+
+def available_models():
+    """Every model name ``get_model`` accepts: classes named like their module (``class SASRec`` in ``sasrec.py``)."""
+    names = set()
+    for _, path in _model_files():
+        stem = os.path.splitext(os.path.basename(path))[0]
+        with open(path, encoding="utf-8") as source:
+            names.update(name for name in re.findall(r"^class (\w+)\(", source.read(), re.M) if name.lower() == stem)
     return sorted(names)
 
 
 def get_model(model_name):
     """Return the model class called ``model_name``, looking in the plugin before RecBole."""
-    for package in _PLUGIN_FAMILIES:
-        module_path = f"{package}.{model_name.lower()}"
-        if importlib.util.find_spec(module_path) is not None:
-            module = importlib.import_module(module_path)
+    for package, path in _model_files():
+        if os.path.basename(path) == f"{model_name.lower()}.py":
+            module = importlib.import_module(f"{package}.{model_name.lower()}")
             if hasattr(module, model_name):
                 return getattr(module, model_name)
-    try:
-        return get_recbole_model(model_name)
-    except (ValueError, AttributeError):
-        raise ValueError(
-            f"`model_name` [{model_name}] is not the name of an existing model. "
-            f"Available models: {', '.join(available_models())}"
-        ) from None
+    raise ValueError(
+        f"`model_name` [{model_name}] is not the name of an existing model. "
+        f"Available models: {', '.join(available_models())}"
+    )
 
 
 def get_trainer(model_type, model_name):

@@ -1,0 +1,108 @@
+"""Each RecBole 1.2.1 incompatibility with today's stack, and the fix for it."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas
+import pytest
+import torch
+from recbole.config import Config as RecBoleConfig
+from recbole.data import create_dataset, data_preparation
+from recbole.model.general_recommender import Pop
+from recbole.trainer import Trainer
+
+from recbole_mllmr1 import compat
+
+
+def test_numpy_aliases_that_recbole_config_reads_are_restored():
+    # numpy 2 removed them; RecBole's Config.compatibility_settings reads them.
+    assert np.__version__.startswith("2")
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+    config = RecBoleConfig(model=Pop, dataset="ml-100k", config_dict={"state": "WARNING"})
+    assert config["model"] == "Pop"
+
+
+def test_recbole_config_fails_without_the_numpy_fix(monkeypatch):
+    for name in compat._NUMPY_ALIASES:
+        monkeypatch.delattr(np, name)
+    with pytest.raises(AttributeError):
+        RecBoleConfig(model=Pop, dataset="ml-100k", config_dict={"state": "WARNING"})
+
+
+@pytest.fixture(scope="module")
+def pop_run(tmp_path_factory):
+    config = RecBoleConfig(
+        model=Pop,
+        dataset="ml-100k",
+        config_dict={
+            "state": "WARNING",
+            "checkpoint_dir": str(tmp_path_factory.mktemp("saved")),
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni9"},
+            "show_progress": False,
+        },
+    )
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    trainer = Trainer(config, Pop(config, train_data._dataset))
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    return trainer, test_data
+
+
+def test_load_best_model_reads_recbole_checkpoints(pop_run):
+    trainer, test_data = pop_run
+    result = trainer.evaluate(test_data, load_best_model=True)
+    assert 0.0 < result["hit@10"] <= 1.0
+
+
+def test_load_best_model_fails_without_the_torch_load_fix(pop_run, monkeypatch):
+    import recbole.trainer.trainer as trainer_module
+
+    trainer, test_data = pop_run
+    monkeypatch.setattr(trainer_module, "torch", torch)
+    with pytest.raises(Exception, match="weights_only"):
+        trainer.evaluate(test_data, load_best_model=True)
+
+
+def test_torch_load_elsewhere_keeps_its_safe_default():
+    assert not isinstance(torch, compat._TrustedCheckpointTorch)
+    import inspect
+
+    assert inspect.signature(torch.load).parameters["weights_only"].default is None
+
+
+def test_the_plugin_never_imports_ray_or_recbole_quick_start():
+    code = (
+        "import sys, recbole_mllmr1, recbole_mllmr1.quick_start, recbole_mllmr1.cli;"
+        "from recbole_mllmr1.config import Config;"
+        "Config(model='SASRec', dataset='ml-100k', config_dict={'state': 'WARNING'});"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('recbole.quick_start')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_recbole_quick_start_is_broken_here_so_avoiding_it_matters():
+    result = subprocess.run([sys.executable, "-c", "import recbole.quick_start"], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def test_pandas_is_pinned_below_3_and_token_seq_titles_load():
+    # pandas 3 breaks Dataset._remap for token_seq fields (Series.agg(len) returns a scalar).
+    assert int(pandas.__version__.split(".")[0]) < 3
+    config = RecBoleConfig(
+        model=Pop,
+        dataset="ml-100k",
+        config_dict={"state": "WARNING", "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "movie_title"]}},
+    )
+    dataset = create_dataset(config)
+    toy_story = dataset.token2id(dataset.iid_field, "1")
+    id2word = dataset.field2id_token["movie_title"]
+    words = [id2word[int(t)] for t in dataset.item_feat["movie_title"][toy_story] if int(t)]
+    assert words == ["Toy", "Story"]
+
+
+def test_setup_pins_pandas_below_3():
+    import os
+
+    setup_py = open(os.path.join(os.path.dirname(__file__), "..", "setup.py")).read()
+    assert '"pandas>=2.0,<3"' in setup_py
