@@ -14,7 +14,8 @@ NOTE:
     letter right after ``<answer>``, the same format SFT and GRPO train. Candidates are
     listed in a seeded order that ignores which one is the positive, more than
     ``candidates_per_prompt`` candidates are split over several prompts, and full
-    ranking reranks the top ``rerank_topk`` items of a popularity retriever.
+    ranking reranks the top ``rerank_topk`` items of a retriever (popularity, or a
+    trained RecBole model given by ``retriever_checkpoint``).
 """
 from logging import getLogger
 
@@ -88,9 +89,10 @@ class MLLMRecR1(SequentialRecommender):
         self.llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
         self.scorer = LabelScorer(self.llm, self.tokenizer, batch_size=config["llm_batch_size"])
 
-        # The full-ranking retriever: training-interaction counts, a buffer so it follows .to(device).
+        # Full-ranking retriever. Popularity: training-interaction counts, a buffer so it follows .to(device).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
         self.register_buffer("popularity", counts, persistent=False)
+        self.retriever = load_retriever(config["retriever_checkpoint"], dataset) if config["retriever_checkpoint"] else None
 
     # ---- prompts -----------------------------------------------------------------------
     def history(self, item_seq, item_seq_len):
@@ -170,7 +172,11 @@ class MLLMRecR1(SequentialRecommender):
         users = interaction[self.USER_ID].cpu()
         item_seq = interaction[self.ITEM_SEQ].cpu()
         item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
-        retrieval = self.popularity.cpu().repeat(len(users), 1)
+        if self.retriever is None:
+            retrieval = self.popularity.cpu().repeat(len(users), 1)
+        else:
+            with torch.no_grad():
+                retrieval = self.retriever.full_sort_predict(interaction).view(len(users), -1).float().cpu()
         retrieval[:, 0] = -np.inf  # padding item
         retrieval.scatter_(1, item_seq, -np.inf)  # the user's own history is not recommended again
         retrieval_order = torch.argsort(retrieval, dim=1, descending=True, stable=True)
@@ -194,6 +200,25 @@ def _sample_negatives(generator, n_items, exclude, count):
         if item != exclude and item not in picks:
             picks.append(item)
     return picks
+
+
+def load_retriever(checkpoint_file, dataset):
+    """A trained RecBole model (e.g. SASRec) from a checkpoint that ``run_recbole`` saved, in eval mode."""
+    from recbole_mllmr1.utils import get_model
+
+    try:
+        checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)  # our own run's file
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"retriever_checkpoint [{checkpoint_file}] does not exist: train the retriever with run_recbole "
+            "(it saves under checkpoint_dir) and pass that file, or set retriever_checkpoint to ~ for popularity."
+        ) from None
+    retriever_config = checkpoint["config"]
+    retriever_config["device"] = torch.device("cpu")
+    retriever = get_model(retriever_config["model"])(retriever_config, dataset)
+    retriever.load_state_dict(checkpoint["state_dict"])
+    retriever.load_other_parameter(checkpoint.get("other_parameter"))
+    return retriever.eval()
 
 
 def dataset_image_texts(config, dataset):
