@@ -100,12 +100,16 @@ class MLLMRecR1(SequentialRecommender):
         length = int(item_seq_len)
         return item_seq[max(0, length - self.max_history) : length].tolist()
 
-    def prompt(self, history_ids, candidate_ids, assistant_prefix=""):
-        messages = build_messages(
+    def messages(self, history_ids, candidate_ids):
+        """Chat messages listing the history and the candidates (in the given order)."""
+        return build_messages(
             [self.catalog.entry(i, self.use_image_text) for i in history_ids],
             [self.catalog.entry(i, self.use_image_text) for i in candidate_ids],
         )
-        return render_prompt(self.tokenizer, messages, assistant_prefix)
+
+    def prompt(self, history_ids, candidate_ids, assistant_prefix=""):
+        """The scoring prompt: chat-template text ending in ``<answer>``."""
+        return render_prompt(self.tokenizer, self.messages(history_ids, candidate_ids), assistant_prefix)
 
     def candidate_log_probs(self, user_id, history_ids, candidate_ids):
         """Log-probabilities of ``candidate_ids`` (in their given order) for one user.

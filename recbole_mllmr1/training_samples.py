@@ -1,0 +1,78 @@
+"""Training samples for SFT, GRPO and CoT, drawn from RecBole's training split only.
+
+A sample is one training interaction: the user's history before it, and a candidate list
+(the target plus uniformly sampled negatives the user has not interacted with), listed in
+the same seeded order evaluation uses. Nothing from the validation or test interactions
+enters: RecBole's leave-one-out training split holds neither.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import listing_order
+from recbole_mllmr1.prompts import CANDIDATE_LABELS, format_answer
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    user_id: int
+    history: tuple  # internal item ids, oldest first, at most max_history
+    candidates: tuple  # internal item ids in listing order
+    target: int  # internal item id of the true next item
+
+    @property
+    def target_index(self):
+        return self.candidates.index(self.target)
+
+    @property
+    def target_label(self):
+        return CANDIDATE_LABELS[self.target_index]
+
+
+def draw_training_samples(model, train_dataset, num_samples, num_candidates, seed):
+    """``num_samples`` seeded samples (all when ``num_samples`` is None) of the training interactions."""
+    features = train_dataset.inter_feat
+    users = features[model.USER_ID].numpy()
+    targets = features[model.ITEM_ID].numpy()
+    item_seq = features[model.ITEM_SEQ].numpy()
+    item_seq_len = features[model.ITEM_SEQ_LEN].numpy()
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(users))
+    if num_samples is not None and num_samples < len(rows):
+        rows = np.sort(rng.choice(rows, size=num_samples, replace=False))
+    if num_candidates - 1 > model.n_items - 2:
+        raise ValueError(f"num_candidates [{num_candidates}] exceeds the {model.n_items - 1} items of the dataset.")
+    samples = []
+    for row in rows:
+        full_history = item_seq[row, : item_seq_len[row]]
+        seen = set(full_history.tolist()) | {int(targets[row])}
+        negatives = []
+        while len(negatives) < num_candidates - 1:
+            item = int(rng.integers(1, model.n_items))
+            if item not in seen:
+                seen.add(item)
+                negatives.append(item)
+        candidates = [int(targets[row])] + negatives
+        order = listing_order(seed, int(users[row]), candidates)
+        samples.append(
+            TrainingSample(
+                user_id=int(users[row]),
+                history=tuple(int(i) for i in full_history[-model.max_history :]),
+                candidates=tuple(candidates[j] for j in order),
+                target=int(targets[row]),
+            )
+        )
+    return samples
+
+
+def sample_messages(model, sample):
+    """The chat messages (system + user) of a sample, exactly as evaluation builds them."""
+    return model.messages(sample.history, sample.candidates)
+
+
+def answer_record(model, sample, rationale=None):
+    """A TRL conversational prompt-completion record for SFT."""
+    return {
+        "prompt": sample_messages(model, sample),
+        "completion": [{"role": "assistant", "content": format_answer(sample.target_label, rationale)}],
+    }
