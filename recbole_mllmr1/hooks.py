@@ -18,11 +18,14 @@ def item_images(config, dataset):
     if dataset.item_feat is not None and image_field in dataset.item_feat.interaction:
         root = image_dir or config["data_path"]
         id2token = dataset.field2id_token[image_field]
-        return {
-            str(item_tokens[i]): os.path.join(root, str(id2token[int(v)]))
-            for i, v in enumerate(dataset.item_feat[image_field])
-            if i and int(v)
-        }
+        values = {str(item_tokens[i]): str(id2token[int(v)]) for i, v in enumerate(dataset.item_feat[image_field]) if i and int(v)}
+        urls = [token for token, value in values.items() if value.startswith(("http://", "https://"))]
+        if urls:
+            getLogger().warning(
+                f"{len(urls)} items of [{dataset.dataset_name}] have an image URL, not a file: they get no image text. "
+                "Convert with --download-images to fetch them."
+            )
+        return {token: os.path.join(root, value) for token, value in values.items() if token not in set(urls)}
     if image_dir:
         if not os.path.isdir(image_dir):
             raise FileNotFoundError(f"image_dir [{image_dir}] is not a folder: fix `image_dir` or set it to ~.")

@@ -7,6 +7,7 @@ imported: it imports ray, which is broken on numpy 2.
 """
 import argparse
 import sys
+import time
 from logging import getLogger
 
 import numpy as np
@@ -59,8 +60,12 @@ def data_preparation(config, dataset):
     return train_data, valid_data, test_data
 
 
-def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
-    """Train (if the model trains) and test ``model`` on ``dataset``; returns RecBole's result dict."""
+def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, trainer_hook=None):
+    """Train (if the model trains) and test ``model`` on ``dataset``; returns RecBole's result dict.
+
+    ``trainer_hook(trainer)``, when given, is called once the trainer is built, before
+    training: ``recbole-mllmr1 compare`` uses it to record per-user test metrics.
+    """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -77,10 +82,24 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    fit_start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    train_time = time.perf_counter() - fit_start
+    # RecBole draws sampled-evaluation negatives from numpy's global RNG while it iterates,
+    # after training has used an amount of it that depends on the model: reseed so that
+    # every model of a seed is tested on the same candidates.
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    test_start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_time = time.perf_counter() - test_start
+
+    stage_results = getattr(trainer, "stage_results", None)
+    if stage_results:
+        logger.info(set_color("test result per stage", "yellow") + "\n" + stage_table(stage_results))
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     sampled = f" (sampled: {config['eval_user_sample']} users)" if config["eval_user_sample"] else ""
@@ -92,7 +111,18 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "eval_user_sample": config["eval_user_sample"],
+        "train_time_s": train_time,
+        "test_time_s": test_time,
+        "stage_results": stage_results,
     }
+
+
+def stage_table(stage_results, metrics=("hit@1", "hit@5", "ndcg@5", "mrr@10")):
+    """A markdown table: one row per training stage, one column per metric."""
+    lines = ["| stage | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for stage, result in stage_results.items():
+        lines.append(f"| {stage} | " + " | ".join(f"{result[m]:.4f}" for m in metrics) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None):

@@ -1,26 +1,179 @@
 """Trainers for the plugin's models, resolved by :func:`recbole_mllmr1.utils.get_trainer`."""
-from logging import getLogger
+import hashlib
+import json
+import logging
+import os
 
+import yaml
 from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import init_seed, set_color
+
+from recbole_mllmr1.config import properties_path
+
+ZERO_SHOT = "zero-shot"
+# Keys that change how results are computed but not what is trained or selected.
+_NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state"}
+
+
+def run_key(config):
+    """A short hash of everything that defines a training run, naming its folder so a rerun resumes it."""
+    with open(properties_path("model", f"{config['model']}.yaml")) as model_yaml:
+        keys = sorted(set(yaml.safe_load(model_yaml)) - _NOT_IN_RUN_KEY) + ["dataset", "seed", "eval_args"]
+    described = json.dumps({key: config[key] for key in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(described.encode()).hexdigest()[:10]
+
+
+def _write_json(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as file:
+        json.dump(value, file, indent=1, default=str)
+    os.replace(path + ".tmp", path)
 
 
 class MLLMRecR1Trainer(Trainer):
-    """Evaluates MLLMRecR1 zero-shot: the LLM is never trained by RecBole's epoch loop over its batches."""
+    """Runs MLLMRecR1's ``stages`` (SFT, then GRPO; LoRA through TRL) with RecBole model selection.
+
+    With ``stages: []`` the model is evaluated zero-shot. Otherwise zero-shot is validated
+    first (a fresh LoRA adapter is the identity, so it is the zero-shot model), each stage
+    validates every ``eval_step`` steps, and the best adapter over all of them is tested.
+    Everything lives in ``<checkpoint_dir>/MLLMRecR1-<dataset>-<run key>/``: rerunning the
+    same command resumes an interrupted run from its last checkpoint.
+    """
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.logger = getLogger()
+        from recbole_mllmr1.training.stages import STAGES
+
+        self.logger = logging.getLogger()
+        self.stages = list(config["stages"] or [])
+        unknown = [stage for stage in self.stages if stage not in STAGES]
+        if unknown:
+            raise ValueError(f"stages {unknown} are not training stages; choose from {list(STAGES)}, in order.")
+        self.run_dir = os.path.join(config["checkpoint_dir"], f"MLLMRecR1-{config['dataset']}-{run_key(config)}")
+        self.history, self.stage_best, self.best, self.stage_results = [], {}, None, None
+        if self.stages:
+            self._attach_lora()
+            self._load_progress()
+
+    # ---- state on disk --------------------------------------------------------------
+    def _attach_lora(self):
+        from peft import get_peft_model
+
+        from recbole_mllmr1.training.settings import lora_config
+
+        self.model.llm = get_peft_model(self.model.llm, lora_config(self.config))
+        self.model.scorer.model = self.model.llm
+        trainable, total = self.model.llm.get_nb_trainable_parameters()
+        self.logger.info(f"LoRA adapter: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+
+    def _load_progress(self):
+        history_file = os.path.join(self.run_dir, "history.jsonl")
+        if os.path.isfile(history_file):
+            with open(history_file) as file:
+                self.history = [json.loads(line) for line in file if line.strip()]
+        progress_file = os.path.join(self.run_dir, "progress.json")
+        if os.path.isfile(progress_file):
+            with open(progress_file) as file:
+                progress = json.load(file)
+            self.best = progress["best"]
+            self.stage_best = {stage: tuple(value) for stage, value in progress["stage_best"].items()}
+            self.logger.info(set_color("Resuming", "green") + f" the run in {self.run_dir}")
+
+    def record(self, entry):
+        """Append to the run's history (the plot's data); zero-shot-only runs keep none."""
+        if not self.stages:
+            return
+        self.history.append(entry)
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(os.path.join(self.run_dir, "history.jsonl"), "a") as file:
+            file.write(json.dumps(entry, default=str) + "\n")
+
+    def save_progress(self):
+        _write_json(os.path.join(self.run_dir, "progress.json"), {"best": self.best, "stage_best": self.stage_best})
+
+    def save_adapter(self, folder):
+        """The LoRA adapter in PEFT format (``PeftModel.from_pretrained`` loads it)."""
+        self.model.llm.save_pretrained(folder)
+
+    def load_adapter(self, folder):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model.llm, load_file(os.path.join(folder, "adapter_model.safetensors")))
+
+    # ---- RecBole's interface ----------------------------------------------------------
+    def validate(self, stage, step, valid_data):
+        """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``."""
+        self.model.reason_before_answer = self._reasons_after(stage)
+        score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
+        self.record({"stage": stage, "step": step, "kind": "valid", "score": score, "result": dict(result)})
+        self.logger.info(set_color(f"{stage} step {step} valid", "blue") + f": {self.valid_metric}={score:.4f} {dict(result)}")
+        # >= as in RecBole's early_stopping, so the overall best is always some stage's best adapter.
+        improved = self.best is None or (score >= self.best[0] if self.valid_metric_bigger else score <= self.best[0])
+        if self.stages and improved:
+            self.best = [score, stage, step, dict(result)]
+            self.save_adapter(os.path.join(self.run_dir, "best_adapter"))
+            self.save_progress()
+        return score, result
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self.logger.info(set_color("MLLMRecR1: zero-shot evaluation (no training stages)", "green"))
-        if valid_data is None:
-            return -1, None
-        self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
-        if verbose:
-            self.logger.info(set_color("zero-shot valid result", "blue") + f": {self.best_valid_result}")
+        from recbole_mllmr1.training.curves import plot_training_curves
+        from recbole_mllmr1.training.stages import STAGES
+
+        if not self.stages:
+            self.logger.info(set_color("MLLMRecR1: zero-shot evaluation (no training stages)", "green"))
+            if valid_data is None:
+                return -1, None
+            self.best_valid_score, self.best_valid_result = self.validate(ZERO_SHOT, 0, valid_data)
+            return self.best_valid_score, self.best_valid_result
+
+        if not any(r["stage"] == ZERO_SHOT and r["kind"] == "valid" for r in self.history):
+            self.validate(ZERO_SHOT, 0, valid_data)
+            self.save_adapter(os.path.join(self.run_dir, ZERO_SHOT, "best_adapter"))
+        for stage in self.stages:
+            stage_dir = os.path.join(self.run_dir, stage)
+            if os.path.isfile(os.path.join(stage_dir, "done.json")):
+                self.logger.info(f"Stage {stage} already finished in {stage_dir}: reusing its best adapter")
+            else:
+                self.logger.info(set_color(f"Stage {stage}", "green") + f" -> {stage_dir}")
+                STAGES[stage](self, train_data, valid_data, stage_dir)
+                _write_json(os.path.join(stage_dir, "done.json"), {"best": self.stage_best.get(stage)})
+            # The next stage continues from this stage's best adapter, as model selection chose it.
+            self.load_adapter(os.path.join(stage_dir, "best_adapter"))
+
+        plot = plot_training_curves(self.history, self.valid_metric, os.path.join(self.run_dir, "reward_vs_valid.png"))
+        log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        for log_file in log_files:
+            plot_training_curves(self.history, self.valid_metric, os.path.splitext(log_file)[0] + "-reward_vs_valid.png")
+        self.logger.info(f"Train reward vs. validation plot: {plot}")
+        self.best_valid_score, _, _, self.best_valid_result = self.best
         return self.best_valid_score, self.best_valid_result
 
+    def _reasons_after(self, stage):
+        """Whether evaluation first lets the model reason (greedy) and scores after its reasoning."""
+        setting = self.config["reasoning_eval"]
+        if setting == "auto":
+            return stage == "grpo"
+        return bool(setting)
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        # Zero-shot: no checkpoint was written, so there is nothing to reload.
-        return super().evaluate(eval_data, load_best_model=False, model_file=None, show_progress=show_progress)
+        """With training stages and ``load_best_model``: test every stage's best adapter (kept in
+        ``stage_results``) and return the result of the overall best, which is one of them."""
+        if self.stages and load_best_model:
+            if self.best is None:
+                raise RuntimeError(f"No validated adapter in {self.run_dir}: call fit() before evaluate(load_best_model=True).")
+            self.stage_results = self.test_each_stage(eval_data)
+            self.logger.info(f"Best adapter: {self.best[1]} step {self.best[2]}")
+            return self.stage_results[self.best[1]]
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def test_each_stage(self, test_data):
+        """Test results of each stage's best adapter, zero-shot first."""
+        results = {}
+        for stage in [ZERO_SHOT] + self.stages:
+            # Sampled-evaluation negatives come from numpy's global RNG: the same seed, the same candidates.
+            init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
+            self.load_adapter(os.path.join(self.run_dir, stage, "best_adapter"))
+            self.model.reason_before_answer = self._reasons_after(stage)
+            results[stage] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
+        return results

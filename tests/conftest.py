@@ -33,6 +33,7 @@ def write_tiny_dataset(folder, name="tiny", n_users=30, n_items=40, per_user=8, 
 
 
 TINY_CONFIG = {
+    "stages": [],
     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "title", "genre"]},
     "item_meta_fields": ["genre"],
     "show_progress": False,

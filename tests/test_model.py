@@ -43,7 +43,7 @@ class ConstantScorer:
 
 @pytest.fixture(scope="module")
 def ml100k_uni9(default_llm_dir):
-    return build("ml-100k", {"eval_args": {"mode": "uni9"}, "eval_batch_size": 2000})
+    return build("ml-100k", {"stages": [], "eval_args": {"mode": "uni9"}, "eval_batch_size": 2000})
 
 
 @pytest.mark.parametrize("scorer", [FirstListedScorer(), ConstantScorer()], ids=["first-listed", "all-tied"])
@@ -129,7 +129,7 @@ def test_more_candidates_than_letters_are_split_over_prompts(tiny):
     _, model, _, _, test_data = tiny
     history = [1, 2, 3]
     candidates = list(range(4, 39))  # 35 candidates, 20 per prompt
-    log_probs, order = model.candidate_log_probs(0, history, candidates)
+    ((log_probs, order),) = model.candidate_log_probs([(0, history, candidates)])
     first_chunk, second_chunk = order[:20], order[20:]
     assert np.isclose(np.exp(log_probs[first_chunk]).sum(), 1.0, atol=1e-4)
     assert np.isclose(np.exp(log_probs[second_chunk]).sum(), 1.0, atol=1e-4)

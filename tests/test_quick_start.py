@@ -13,6 +13,7 @@ TINY_ARGS = [
     "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp'], 'item': ['item_id', 'title', 'genre']}",
     "--item_meta_fields=['genre']",
     "--show_progress=False",
+    "--stages=[]",
 ]
 
 

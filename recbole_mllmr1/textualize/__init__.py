@@ -5,6 +5,7 @@
 >>> result.texts["42"]  # doctest: +SKIP
 'Dark, vivid image, mostly black and red. Resembles: comic book. Text: "GOLDENEYE 007".'
 """
+
 from recbole_mllmr1.textualize.backends import BACKENDS
 from recbole_mllmr1.textualize.caption import DEFAULT_CAPTION_PROMPT
 from recbole_mllmr1.textualize.pipeline import TextualizationResult, default_cache_dir, textualize_images

@@ -1,6 +1,7 @@
 """Backend names -> describers. A describer has ``backend``, ``model`` and ``prompt`` (its cache identity)
 and ``describe(images) -> list[str]``, one text per RGB PIL image, in order.
 """
+
 import functools
 
 BACKENDS = ("offline", "vlm", "vllm", "none")

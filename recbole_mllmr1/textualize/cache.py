@@ -9,6 +9,7 @@ Crash safety: a record is one complete line, appended, flushed and fsynced befor
 one starts. A process killed mid-write can leave at most one partial last line; loading
 cuts it off, so the file is always a prefix of valid records.
 """
+
 import json
 import os
 import re

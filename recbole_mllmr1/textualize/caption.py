@@ -1,12 +1,15 @@
 """The caption request shared by the ``vlm`` and ``vllm`` backends: prompt, chat turn and clean-up."""
+
 import re
 
+DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 # In the paper's spirit: the recommender should learn what an item looks like, not re-read its title.
 DEFAULT_CAPTION_PROMPT = (
     "Describe this image in at most 50 words: its visual content, style and mood. "
     "Do not mention or guess any title or names, and do not transcribe text."
 )
 MAX_CAPTION_WORDS = 50
+SEED = 0  # generation is greedy; the seed pins whatever a backend still draws at random
 MAX_NEW_TOKENS = 96  # 50 English words are ~70 tokens; the rest is headroom before the word cap cuts
 
 

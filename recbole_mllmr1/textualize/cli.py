@@ -4,22 +4,32 @@ Items come from the ``.item`` atomic file at ``<data-path>/<dataset>/<dataset>.i
 an image column (paths relative to ``--images``, else to the dataset folder), and otherwise from
 ``--images``, a folder of ``<item_id>.<ext>`` files (the way for RecBole's bundled ml-100k).
 """
+
 import logging
 
 from recbole_mllmr1.textualize.backends import BACKENDS
+from recbole_mllmr1.textualize.caption import DEFAULT_VLM_MODEL
 from recbole_mllmr1.textualize.pipeline import default_cache_dir, textualize_images
 from recbole_mllmr1.textualize.sources import images_from_folder, images_from_item_file, item_file, item_file_has_column
 
 
 def add_arguments(parser):
     parser.add_argument("--dataset", required=True, help="RecBole dataset name; also names the cache file.")
-    parser.add_argument("--images", help="Folder of item images: <item_id>.<ext> files, or the root of the .item file's image paths.")
-    parser.add_argument("--backend", default="offline", choices=BACKENDS, help="Textualizer (default: offline, CPU, no download).")
+    parser.add_argument(
+        "--images", help="Folder of item images: <item_id>.<ext> files, or the root of the .item file's image paths."
+    )
+    parser.add_argument(
+        "--backend", default="offline", choices=BACKENDS, help="Textualizer (default: offline, CPU, no download)."
+    )
     parser.add_argument("--cache-dir", help=f"Cache folder (default: {default_cache_dir()}).")
-    parser.add_argument("--model", help="vlm/vllm: model id or local path (default: Qwen/Qwen2.5-VL-3B-Instruct).")
-    parser.add_argument("--prompt", help="vlm/vllm: caption prompt (default: at most 50 words on content, style and mood, no title).")
+    parser.add_argument("--model", help=f"vlm/vllm: model id or local path (default: {DEFAULT_VLM_MODEL}).")
+    parser.add_argument(
+        "--prompt", help="vlm/vllm: caption prompt (default: at most 50 words on content, style and mood, no title)."
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="Images per model call (default: 8).")
-    parser.add_argument("--data-path", default="dataset", help="RecBole data_path holding <dataset>/<dataset>.item (default: dataset).")
+    parser.add_argument(
+        "--data-path", default="dataset", help="RecBole data_path holding <dataset>/<dataset>.item (default: dataset)."
+    )
     parser.add_argument("--image-field", default="image", help="The .item file's image-path column (default: image).")
 
 

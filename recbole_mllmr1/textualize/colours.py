@@ -4,6 +4,7 @@ Pixels are named by hue, saturation and value rules rather than by nearest RGB s
 because what a person calls "red" or "brown" follows hue and lightness far more than RGB
 distance. Every threshold is fixed, so the same image always gives the same words.
 """
+
 import numpy as np
 
 # Hue bands in degrees [start, end); red wraps around 0.
@@ -30,11 +31,14 @@ def _pixel_names(rgb):
     saturation = np.where(maximum > 0, chroma / np.maximum(maximum, 1e-9), 0.0)
     red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     safe_chroma = np.maximum(chroma, 1e-9)
-    hue = np.select(
-        [maximum == red, maximum == green],
-        [((green - blue) / safe_chroma) % 6, (blue - red) / safe_chroma + 2],
-        (red - green) / safe_chroma + 4,
-    ) * 60.0
+    hue = (
+        np.select(
+            [maximum == red, maximum == green],
+            [((green - blue) / safe_chroma) % 6, (blue - red) / safe_chroma + 2],
+            (red - green) / safe_chroma + 4,
+        )
+        * 60.0
+    )
 
     names = np.empty(len(rgb), dtype="<U6")
     for name, start, end in _HUE_BANDS:
@@ -56,7 +60,7 @@ def colour_profile(image):
     names, saturation = _pixel_names(rgb)
 
     labels, counts = np.unique(names, return_counts=True)
-    order = sorted(zip(counts, labels), key=lambda pair: (-pair[0], pair[1]))
+    order = sorted(zip(counts, labels, strict=True), key=lambda pair: (-pair[0], pair[1]))
     dominant = [str(label) for count, label in order if count / len(names) >= _MIN_SHARE][:_MAX_COLOURS]
     dominant = dominant or [str(order[0][1])]
 

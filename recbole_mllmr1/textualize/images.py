@@ -3,6 +3,7 @@
 A bad file must never stop a textualization run: callers catch :class:`UnreadableImage`,
 record its ``reason`` for the item and go on with the others.
 """
+
 import hashlib
 import io
 

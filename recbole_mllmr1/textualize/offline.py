@@ -3,9 +3,10 @@
 colours (pixel statistics) + concepts (EfficientNet-Lite0 ImageNet classes) + printed text
 (RapidOCR), e.g. ``Dark, vivid image, mostly black and red. Resembles: comic book. Text: "GOLDENEYE 007".``
 """
+
 from recbole_mllmr1.textualize.colours import describe_colours
 from recbole_mllmr1.textualize.concepts import classify
-from recbole_mllmr1.textualize.ocr import read_text
+from recbole_mllmr1.textualize.ocr import read_texts
 
 MAX_DESCRIPTION_WORDS = 40
 
@@ -29,8 +30,8 @@ class OfflineDescriber:
     prompt = ""
 
     def describe(self, images):
-        concepts = classify(images)
+        concepts, printed_texts = classify(images), read_texts(images)
         return [
-            compose_description(describe_colours(image), image_concepts, read_text(image))
-            for image, image_concepts in zip(images, concepts)
+            compose_description(describe_colours(image), image_concepts, printed_text)
+            for image, image_concepts, printed_text in zip(images, concepts, printed_texts, strict=True)
         ]

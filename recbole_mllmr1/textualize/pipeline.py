@@ -1,4 +1,5 @@
 """``textualize_images``: describe item images once, cache every description, reuse them on every later run."""
+
 import collections
 import dataclasses
 import hashlib
@@ -8,7 +9,7 @@ from logging import getLogger
 from tqdm import tqdm
 
 from recbole_mllmr1.textualize.backends import make_describer
-from recbole_mllmr1.textualize.cache import DescriptionCache, cache_file
+from recbole_mllmr1.textualize.cache import DescriptionCache, cache_file, record_key
 from recbole_mllmr1.textualize.images import UnreadableImage, file_sha256, read_image
 
 NO_IMAGE = "no image"
@@ -73,11 +74,18 @@ def _log_summary(result, backend, dataset, paths):
 
 def _batches(items, size):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def textualize_images(
-    images, backend="offline", cache_dir=None, dataset="ml-100k", model=None, prompt=None, batch_size=8, show_progress=True
+    images,
+    backend="offline",
+    cache_dir=None,
+    dataset="ml-100k",
+    model=None,
+    prompt=None,
+    batch_size=8,
+    show_progress=True,
 ):
     """Describe each item's image as a short text, reusing cached descriptions.
 
@@ -109,7 +117,7 @@ def textualize_images(
         except UnreadableImage as error:
             failures[item] = error.reason
             continue
-        cached = cache.get((identity["backend"], identity["model"], identity["prompt_sha256"], digest))
+        cached = cache.get(record_key({**identity, "image_sha256": digest}))
         if cached is not None:
             texts[item] = cached
             reused += 1
@@ -129,7 +137,7 @@ def textualize_images(
                     continue
                 readable.append((digest, image, items))
             descriptions = describer.describe([image for _, image, _ in readable]) if readable else []
-            for (digest, _, items), text in zip(readable, descriptions):
+            for (digest, _, items), text in zip(readable, descriptions, strict=True):
                 if not text.strip():
                     failures.update((item, EMPTY_DESCRIPTION) for item in items)
                     continue
@@ -138,8 +146,13 @@ def textualize_images(
                 computed += len(items)
             progress.update(len(batch))
 
-    result = TextualizationResult(
-        texts=texts, failures=failures, computed=computed, reused=reused, total=len(paths), cache_path=cache.path
+    result = TextualizationResult(  # in the caller's item order, whatever came from the cache first
+        texts={item: texts[item] for item in paths if item in texts},
+        failures={item: failures[item] for item in paths if item in failures},
+        computed=computed,
+        reused=reused,
+        total=len(paths),
+        cache_path=cache.path,
     )
     _log_summary(result, backend, dataset, paths)
     return result

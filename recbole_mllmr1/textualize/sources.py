@@ -1,4 +1,5 @@
 """Where item images come from: a folder of ``<item_id>.<ext>`` files, or a RecBole ``.item`` file's image column."""
+
 import csv
 import os
 from pathlib import Path
@@ -20,7 +21,9 @@ def images_from_folder(folder):
     """``{item_id: path}`` for every image file in ``folder``, the item id being the file name without extension."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"Image folder {folder} does not exist: pass --images with a folder of <item_id>.<ext> files.")
+        raise FileNotFoundError(
+            f"Image folder {folder} does not exist: pass --images with a folder of <item_id>.<ext> files."
+        )
     images = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():

@@ -5,11 +5,18 @@ the missing-vLLM error are tested here; the generation call follows vLLM's docum
 offline multimodal API (``LLM.generate`` with ``multi_modal_data={"image": pil_image}``).
 vLLM is imported only when this backend is used.
 """
+
 import functools
 import importlib.util
 
-from recbole_mllmr1.textualize.caption import DEFAULT_CAPTION_PROMPT, MAX_NEW_TOKENS, caption_prompt_text, clean_caption
-from recbole_mllmr1.textualize.vlm import DEFAULT_VLM_MODEL, SEED
+from recbole_mllmr1.textualize.caption import (
+    DEFAULT_CAPTION_PROMPT,
+    DEFAULT_VLM_MODEL,
+    MAX_NEW_TOKENS,
+    SEED,
+    caption_prompt_text,
+    clean_caption,
+)
 
 INSTALL_HINT = "pip install 'recbole-mllmr1[vllm]'"
 

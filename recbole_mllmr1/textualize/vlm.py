@@ -3,14 +3,19 @@
 Batched, greedy and seeded, so the same images give the same captions. The model loads on the
 first batch that needs it, not when the describer is made, so a fully cached run loads nothing.
 """
+
 import functools
 
 import torch
 
-from recbole_mllmr1.textualize.caption import DEFAULT_CAPTION_PROMPT, MAX_NEW_TOKENS, caption_prompt_text, clean_caption
-
-DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-SEED = 0
+from recbole_mllmr1.textualize.caption import (
+    DEFAULT_CAPTION_PROMPT,
+    DEFAULT_VLM_MODEL,
+    MAX_NEW_TOKENS,
+    SEED,
+    caption_prompt_text,
+    clean_caption,
+)
 
 
 class VLMDescriber:
@@ -34,7 +39,7 @@ class VLMDescriber:
     def _network(self):
         from transformers import AutoModelForImageTextToText
 
-        # bf16 matmul is ~300x slower than fp32 on CPU; on GPU bf16 halves memory at no accuracy cost here.
+        # bf16 matmul is ~300x slower than fp32 on CPU; on GPU, bf16 is what these VLMs are released in.
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         network = AutoModelForImageTextToText.from_pretrained(self.model, dtype=dtype)
         return network.to(self.device).eval()
@@ -44,12 +49,13 @@ class VLMDescriber:
         return caption_prompt_text(self._processor, self.prompt)
 
     def describe(self, images):
+        network = self._network
         inputs = self._processor(
             text=[self._prompt_text] * len(images), images=list(images), padding=True, return_tensors="pt"
-        ).to(self.device)
+        ).to(self.device, dtype=network.dtype)  # casts only the float tensors (pixels), not token ids
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(SEED)
-            output = self._network.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            output = network.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [clean_caption(text) for text in self._processor.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -26,7 +26,7 @@ from recbole.utils import InputType
 
 from recbole_mllmr1.item_text import ItemCatalog
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
-from recbole_mllmr1.prompts import build_messages
+from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
 from recbole_mllmr1.scoring import LabelScorer, render_prompt
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -88,6 +88,9 @@ class MLLMRecR1(SequentialRecommender):
         self.tokenizer = load_tokenizer(config["llm_path"])
         self.llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
         self.scorer = LabelScorer(self.llm, self.tokenizer, batch_size=config["llm_batch_size"])
+        # Set by the trainer: after GRPO the model reasons before it answers, and is scored after its reasoning.
+        self.reason_before_answer = False
+        self.max_reasoning_tokens = config["max_reasoning_tokens"]
 
         # Full-ranking retriever. Popularity: training-interaction counts, a buffer so it follows .to(device).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
@@ -111,20 +114,50 @@ class MLLMRecR1(SequentialRecommender):
         """The scoring prompt: chat-template text ending in ``<answer>``."""
         return render_prompt(self.tokenizer, self.messages(history_ids, candidate_ids), assistant_prefix)
 
-    def candidate_log_probs(self, user_id, history_ids, candidate_ids):
-        """Log-probabilities of ``candidate_ids`` (in their given order) for one user.
+    def candidate_log_probs(self, requests):
+        """Log-probabilities for many users' candidate lists, in batched forward passes.
 
-        Candidates are listed in the seeded order and split into prompts of at most
-        ``candidates_per_prompt``; each prompt's letters are renormalised among themselves.
-        Returns ``(log_probs, listing_order)``.
+        ``requests`` holds ``(user_id, history_ids, candidate_ids)``. Each list is put in its
+        seeded listing order and split into prompts of at most ``candidates_per_prompt``;
+        each prompt's letters are renormalised among themselves. Returns, per request,
+        ``(log_probs in the given candidate order, listing order)``.
         """
-        order = listing_order(self.listing_seed, user_id, candidate_ids)
-        chunks = [order[i : i + self.candidates_per_prompt] for i in range(0, len(order), self.candidates_per_prompt)]
-        prompts = [self.prompt(history_ids, [candidate_ids[j] for j in chunk]) for chunk in chunks]
-        log_probs = np.empty(len(candidate_ids), dtype=np.float64)
-        for chunk, chunk_log_probs in zip(chunks, self.scorer.log_probs(prompts, [len(c) for c in chunks])):
-            log_probs[chunk] = chunk_log_probs.double().numpy()
-        return log_probs, order
+        plans, messages = [], []
+        for user_id, history_ids, candidate_ids in requests:
+            order = listing_order(self.listing_seed, user_id, candidate_ids)
+            chunks = [order[i : i + self.candidates_per_prompt] for i in range(0, len(order), self.candidates_per_prompt)]
+            messages += [self.messages(history_ids, [candidate_ids[j] for j in chunk]) for chunk in chunks]
+            plans.append((order, chunks))
+        prefixes = self.reasoning(messages) if self.reason_before_answer else [""] * len(messages)
+        prompts = [render_prompt(self.tokenizer, m, prefix) for m, prefix in zip(messages, prefixes)]
+        chunk_log_probs = iter(self.scorer.log_probs(prompts, [len(c) for _, chunks in plans for c in chunks]))
+        results = []
+        for order, chunks in plans:
+            log_probs = np.empty(len(order), dtype=np.float64)
+            for chunk in chunks:
+                log_probs[chunk] = next(chunk_log_probs).double().numpy()
+            results.append((log_probs, order))
+        return results
+
+    @torch.no_grad()
+    def reasoning(self, messages_list):
+        """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list]
+        replies = []
+        for start in range(0, len(texts), self.scorer.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.scorer.batch_size], add_special_tokens=False, padding=True, return_tensors="pt"
+            ).to(self.llm.device)
+            output = self.llm.generate(
+                **batch,
+                max_new_tokens=self.max_reasoning_tokens,
+                do_sample=False,
+                stop_strings=[ANSWER_OPEN],
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            replies += self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [reply.split(ANSWER_OPEN)[0] for reply in replies]
 
     # ---- RecBole interface -------------------------------------------------------------
     def forward(self, item_seq, item_seq_len):
@@ -159,11 +192,12 @@ class MLLMRecR1(SequentialRecommender):
         item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
         scores = np.empty(len(items), dtype=np.float64)
         boundaries = torch.nonzero(users[1:] != users[:-1]).flatten().add(1).tolist()
-        for start, end in zip([0] + boundaries, boundaries + [len(items)]):
-            candidates = items[start:end].tolist()
-            log_probs, order = self.candidate_log_probs(
-                int(users[start]), self.history(item_seq[start], item_seq_len[start]), candidates
-            )
+        spans = list(zip([0] + boundaries, boundaries + [len(items)]))
+        requests = [
+            (int(users[start]), self.history(item_seq[start], item_seq_len[start]), items[start:end].tolist())
+            for start, end in spans
+        ]
+        for (start, end), (log_probs, order) in zip(spans, self.candidate_log_probs(requests)):
             scores[start:end] = strict_rank_scores(log_probs, order)
         return torch.from_numpy(scores).float().to(interaction[self.ITEM_ID].device)
 
@@ -187,12 +221,11 @@ class MLLMRecR1(SequentialRecommender):
         scores = torch.empty_like(retrieval)
         rank_scores = torch.arange(self.n_items, 0, -1, dtype=scores.dtype)
         scores.scatter_(1, retrieval_order, rank_scores.repeat(len(users), 1))
-        for row in range(len(users)):
-            top = retrieval_order[row, : self.rerank_topk].tolist()
-            log_probs, order = self.candidate_log_probs(
-                int(users[row]), self.history(item_seq[row], item_seq_len[row]), top
-            )
-            scores[row, top] = torch.from_numpy(self.n_items + strict_rank_scores(log_probs, order)).to(scores.dtype)
+        tops = retrieval_order[:, : self.rerank_topk].tolist()
+        requests = [(int(users[row]), self.history(item_seq[row], item_seq_len[row]), top) for row, top in enumerate(tops)]
+        for row, (log_probs, order) in enumerate(self.candidate_log_probs(requests)):
+            reranked = torch.from_numpy(self.n_items + strict_rank_scores(log_probs, order)).to(scores.dtype)
+            scores[row, tops[row]] = reranked
         return scores.to(interaction[self.ITEM_SEQ].device)
 
 

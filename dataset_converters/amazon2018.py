@@ -1,0 +1,73 @@
+"""Amazon Review Data 2018 (Ni et al.), also reading the 2014 (McAuley et al.) files; items keyed by ``asin``.
+
+Review line (2018 and 2014): ``reviewerID``, ``asin``, ``overall``, ``unixReviewTime`` (seconds),
+``reviewTime``, ``reviewText``, ``summary``, ``verified``...
+Metadata line, 2018: JSON with ``asin``, ``title``, ``brand``, ``category`` (list), ``description``
+(list), ``feature``, ``imageURL``, ``imageURLHighRes``.
+Metadata line, 2014: a Python dict literal with ``asin``, ``title``, ``imUrl``, ``categories``
+(list of category paths), ``salesRank``, ``related``.
+"""
+from pathlib import Path
+
+from .io import SourceFile
+from .records import number_field, parse_json_object, token_field
+
+FORMAT = "amazon2018"
+
+
+def parse_review(text):
+    """``(user_id, item_id, rating, timestamp in seconds)`` from one review line."""
+    review = parse_json_object(text, allow_python_literal=True)
+    return (
+        token_field(review, "reviewerID"),
+        token_field(review, "asin"),
+        number_field(review, "overall"),
+        number_field(review, "unixReviewTime"),
+    )
+
+
+def parse_metadata(text):
+    """``(item_id, record)`` from one metadata line, JSON (2018) or Python dict literal (2014)."""
+    record = parse_json_object(text, allow_python_literal=True)
+    return token_field(record, "asin"), record
+
+
+def image_url(record):
+    """The first high-resolution image URL (2018), else the first image URL (2018), else ``imUrl`` (2014)."""
+    for field in ("imageURLHighRes", "imageURL"):
+        urls = record.get(field)
+        if isinstance(urls, list) and urls and isinstance(urls[0], str):
+            return urls[0]
+    return record.get("imUrl") if isinstance(record.get("imUrl"), str) else ""
+
+
+class Amazon2018Source:
+    """The reviews and metadata files of one Amazon 2018 (or 2014) category."""
+
+    format_name = FORMAT
+
+    def __init__(self, reviews, meta):
+        self.reviews = SourceFile("reviews", Path(reviews))
+        self.meta = SourceFile("meta", Path(meta))
+        self.sources = [self.reviews, self.meta]
+
+    def settings(self):
+        """Format-specific settings recorded in the manifest."""
+        return {}
+
+    def read_interactions(self, collector, reader):
+        """Stream the reviews into ``collector``."""
+        for interaction in reader.records(self.reviews, parse_review):
+            collector.add(*interaction)
+
+    def read_items(self, catalog, reader):
+        """Stream the metadata, keeping the items ``catalog`` wants."""
+        for item_id, record in reader.records(self.meta, parse_metadata):
+            if catalog.wants(item_id):
+                catalog.add(
+                    item_id,
+                    title=record.get("title"),
+                    categories=record.get("category") or record.get("categories"),
+                    description=record.get("description"),
+                    image_source=image_url(record),
+                )

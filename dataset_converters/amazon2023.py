@@ -1,0 +1,77 @@
+"""Amazon Reviews 2023 (McAuley Lab): review and item-metadata JSON lines, items keyed by ``parent_asin``.
+
+Review line: ``user_id``, ``parent_asin``, ``asin``, ``rating``, ``timestamp`` (milliseconds),
+``title``, ``text``, ``helpful_vote``, ``verified_purchase``, ``images``.
+Metadata line: ``parent_asin``, ``title``, ``main_category``, ``categories``, ``features``,
+``description`` (list of str), ``price``, ``store``, ``details``, ``images`` (list of
+``{thumb, large, hi_res, variant}``).
+"""
+from pathlib import Path
+
+from .io import SourceFile
+from .records import number_field, parse_json_object, token_field
+
+FORMAT = "amazon2023"
+MILLISECONDS_PER_SECOND = 1000
+# 'large' is about 500 px: enough for an image description, a fraction of 'hi_res' in bytes.
+IMAGE_SIZE_PREFERENCE = ("large", "hi_res", "thumb")
+
+
+def parse_review(text):
+    """``(user_id, item_id, rating, timestamp in seconds)`` from one review line."""
+    review = parse_json_object(text)
+    return (
+        token_field(review, "user_id"),
+        token_field(review, "parent_asin"),
+        number_field(review, "rating"),
+        number_field(review, "timestamp") / MILLISECONDS_PER_SECOND,
+    )
+
+
+def parse_metadata(text):
+    """``(item_id, record)`` from one metadata line."""
+    record = parse_json_object(text)
+    return token_field(record, "parent_asin"), record
+
+
+def main_image_url(images):
+    """The URL of the main product image (variant ``MAIN``, else the first), or ``""``."""
+    candidates = [image for image in images or () if isinstance(image, dict)]
+    candidates.sort(key=lambda image: image.get("variant") != "MAIN")
+    for image in candidates:
+        for size in IMAGE_SIZE_PREFERENCE:
+            if isinstance(image.get(size), str) and image[size]:
+                return image[size]
+    return ""
+
+
+class Amazon2023Source:
+    """The reviews and metadata files of one Amazon Reviews 2023 category."""
+
+    format_name = FORMAT
+
+    def __init__(self, reviews, meta):
+        self.reviews = SourceFile("reviews", Path(reviews))
+        self.meta = SourceFile("meta", Path(meta))
+        self.sources = [self.reviews, self.meta]
+
+    def settings(self):
+        """Format-specific settings recorded in the manifest."""
+        return {}
+
+    def read_interactions(self, collector, reader):
+        """Stream the reviews into ``collector``."""
+        for interaction in reader.records(self.reviews, parse_review):
+            collector.add(*interaction)
+
+    def read_items(self, catalog, reader):
+        """Stream the metadata, keeping the items ``catalog`` wants."""
+        for item_id, record in reader.records(self.meta, parse_metadata):
+            if catalog.wants(item_id):
+                catalog.add(
+                    item_id,
+                    title=record.get("title"),
+                    categories=record.get("categories") or [record.get("main_category")],
+                    description=record.get("description"),
+                    image_source=main_image_url(record.get("images")),
+                )

@@ -1,0 +1,286 @@
+"""The CoT pipeline: pseudo-CoT -> structured rationale -> measured confidence -> mixed-grained SFT file.
+
+``build_mixed_grained_dataset`` writes two JSON-lines files under ``<cot_cache_dir>/<dataset>/``:
+
+- ``mixed_grained-<fingerprint>.jsonl``: the training file, trainable rows only: every plain
+  sample (``kind: plain``) and the injected reliable CoT samples (``kind: cot``), with the
+  columns ``prompt``, ``completion`` (TRL conversational prompt-completion), ``kind``, ``user``,
+  ``target``, ``target_label``, ``confidence``, ``gain``, ``rank``, ``kept``, ``reason``;
+- ``mixed_grained-<fingerprint>.provenance.jsonl``: one row per sample sent to the teacher,
+  kept or dropped, with why, the teacher's replies and the confidence numbers.
+
+The fingerprint hashes every input of the file, so a changed config gets a new file while
+the caches (``teacher.jsonl``, ``scores.jsonl``) keep every reply and score already made:
+a changed ratio or threshold only re-mixes, a changed teacher or prompt regenerates only
+what it affects, and a crashed build resumes where it stopped.
+"""
+import os
+from dataclasses import asdict, dataclass
+from logging import getLogger
+
+import numpy as np
+
+from recbole_mllmr1.cot import confidence, prompts
+from recbole_mllmr1.cot.cache import JsonlCache, content_key, write_jsonl_atomically
+from recbole_mllmr1.cot.mixing import COT_SUBSET_STREAM, mix
+from recbole_mllmr1.cot.teachers import GenerationSettings, make_teacher
+from recbole_mllmr1.llm import cache_root
+from recbole_mllmr1.training_samples import answer_record, draw_training_samples
+
+# Bump when the parser, the row layout or the mixing rule changes: it renames the output file.
+FILE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CoTSettings:
+    """The config keys of the CoT build, validated (see properties/model/MLLMRecR1.yaml)."""
+
+    teacher: str
+    teacher_model: str  # the served model name, for an http(s) teacher
+    num_samples: int  # training samples sent to the teacher; None = all plain samples
+    ratio: float
+    min_gain: float  # None = no gain threshold
+    min_prob: float  # None = no probability threshold
+    max_new_tokens: int
+    temperature: float
+    batch_size: int
+    cache_dir: str
+    seed: int
+    plain_samples: int  # train_samples: the plain rows; None = the whole training split
+    candidates: int  # train_candidates
+
+    @classmethod
+    def from_config(cls, config):
+        def value(key, kind, optional=False, check=None, requirement=""):
+            raw = config[key]
+            if raw is None:
+                if optional:
+                    return None
+                raise ValueError(f"Config key [{key}] is missing: set it ({requirement}); its default is in properties/model/MLLMRecR1.yaml.")
+            try:
+                parsed = kind(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"Config key [{key}] = {raw!r} is not a {kind.__name__}: {requirement}.") from None
+            if check is not None and not check(parsed):
+                raise ValueError(f"Config key [{key}] = {raw!r} is out of range: {requirement}.")
+            return parsed
+
+        return cls(
+            teacher=value("cot_teacher", str, requirement="a HF model id, local folder, 'smollm2-135m', http(s):// endpoint or vllm:<model>"),
+            teacher_model=value("cot_teacher_model", str, optional=True),
+            num_samples=value("cot_num_samples", int, True, lambda v: v >= 0, "an int >= 0, or ~ for every plain sample"),
+            ratio=value("cot_ratio", float, check=lambda v: v >= 0, requirement="CoT rows per plain row, a float >= 0"),
+            min_gain=value("cot_min_gain", float, optional=True),
+            min_prob=value("cot_min_prob", float, True, lambda v: 0 <= v <= 1, "a probability in [0, 1], or ~"),
+            max_new_tokens=value("cot_max_new_tokens", int, check=lambda v: v >= 1, requirement="an int >= 1"),
+            temperature=value("cot_temperature", float, check=lambda v: v >= 0, requirement="0 (greedy) or a positive float"),
+            batch_size=value("cot_batch_size", int, check=lambda v: v >= 1, requirement="an int >= 1"),
+            cache_dir=os.path.expanduser(str(config["cot_cache_dir"] or os.path.join(cache_root(), "cot"))),
+            seed=value("seed", int, requirement="RecBole's seed, an int"),
+            plain_samples=value("train_samples", int, True, lambda v: v >= 1, "an int >= 1, or ~ for the whole training split"),
+            candidates=value("train_candidates", int, check=lambda v: 2 <= v <= 26, requirement="an int in [2, 26]"),
+        )
+
+    @property
+    def generation(self):
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)
+
+
+def provenance_path(training_path):
+    """The provenance file beside a training file."""
+    return training_path[: -len(".jsonl")] + ".provenance.jsonl"
+
+
+def _prompt_templates():
+    """The teacher prompts with placeholders: a changed wording changes the file fingerprint."""
+    return {
+        "pseudo_cot": prompts.pseudo_cot_messages([("ITEM", "TEXT")]),
+        "refinement": prompts.refinement_messages("NOTES"),
+        "reply_prefix": prompts.REFINE_REPLY_PREFIX,
+        "criteria": [prompts.MIN_CRITERIA, prompts.MAX_CRITERIA],
+    }
+
+
+def _cot_subset(n_plain, num_samples, seed):
+    """Sorted indices of the plain samples that also get a CoT (a seeded subset; all when it asks for more)."""
+    if num_samples is None or num_samples >= n_plain:
+        return list(range(n_plain))
+    rng = np.random.default_rng([seed, COT_SUBSET_STREAM])
+    return sorted(int(i) for i in rng.choice(n_plain, size=num_samples, replace=False))
+
+
+def _teacher_replies(teacher, conversations, settings, cache, stage, reply_prefix, show_progress):
+    keys = [content_key("teacher", teacher.identity, messages, reply_prefix, settings.generation.as_dict()) for messages in conversations]
+    return cache.fill(
+        keys,
+        conversations,
+        lambda batch: teacher.generate(batch, settings.generation, reply_prefix=reply_prefix),
+        teacher.batch_size,
+        desc=f"CoT teacher: {stage}",
+        show_progress=show_progress,
+        stage=stage,
+        teacher=teacher.identity,
+    )
+
+
+def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True, teacher=None):
+    """Build (or find up to date) the mixed-grained SFT file for ``model``'s training split; returns its path.
+
+    ``teacher`` overrides ``cot_teacher`` with any object of the teacher interface
+    (:mod:`recbole_mllmr1.cot.teachers`), e.g. one that is already loaded.
+    """
+    logger = getLogger()
+    settings = CoTSettings.from_config(config)
+    teacher = teacher or make_teacher(settings.teacher, config["device"] or "cpu", settings.batch_size, settings.teacher_model)
+    samples = draw_training_samples(model, train_dataset, settings.plain_samples, settings.candidates, settings.seed)
+    plain_records = [answer_record(model, sample) for sample in samples]
+    scorer_identity = confidence.scorer_identity(model.scorer)
+    fingerprint = content_key(
+        FILE_FORMAT_VERSION,
+        {key: value for key, value in asdict(settings).items() if key not in ("cache_dir", "batch_size")},
+        teacher.identity,
+        scorer_identity,
+        _prompt_templates(),
+        plain_records,
+    )
+    folder = os.path.join(settings.cache_dir, str(config["dataset"]))
+    path = os.path.join(folder, f"mixed_grained-{fingerprint[:16]}.jsonl")
+    if os.path.exists(path):
+        logger.info(f"Mixed-grained CoT file is up to date: {path}")
+        return path
+
+    user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
+    item_tokens = model.catalog.item_tokens
+    cot_samples = [samples[i] for i in _cot_subset(len(samples), settings.num_samples, settings.seed)]
+    teacher_cache = JsonlCache(os.path.join(folder, "teacher.jsonl"))
+    score_cache = JsonlCache(os.path.join(folder, "scores.jsonl"))
+
+    # a. Pseudo-CoT from the history alone: no candidate, no target, nothing after it.
+    pseudo_conversations = [
+        prompts.pseudo_cot_messages([model.catalog.entry(i, model.use_image_text) for i in sample.history])
+        for sample in cot_samples
+    ]
+    pseudo_cots = _teacher_replies(teacher, pseudo_conversations, settings, teacher_cache, "pseudo-CoT", "", show_progress)
+
+    # b. Refinement into the four steps; a reply that does not parse is dropped with its reason.
+    to_refine = [i for i, text in enumerate(pseudo_cots) if text.strip()]
+    refined = dict(
+        zip(
+            to_refine,
+            _teacher_replies(
+                teacher,
+                [prompts.refinement_messages(pseudo_cots[i]) for i in to_refine],
+                settings,
+                teacher_cache,
+                "refinement",
+                prompts.REFINE_REPLY_PREFIX,
+                show_progress,
+            ),
+        )
+    )
+    rationales, reasons, reliable = {}, {}, []
+    for i in range(len(cot_samples)):
+        if i not in refined:
+            reasons[i] = "dropped: empty pseudo-CoT reply"
+            continue
+        try:
+            rationales[i] = prompts.parse_rationale(refined[i]).text()
+        except prompts.RationaleParseError as error:
+            reasons[i] = f"dropped: unparseable refinement: {error}"
+
+    # c. Measured confidence: the scoring model with and without the rationale.
+    scored = sorted(rationales)
+    prompt_pairs = [confidence.scoring_prompts(model, cot_samples[i], rationales[i]) for i in scored]
+    n_candidates = [len(cot_samples[i].candidates) for i in scored]
+    was_training = model.llm.training
+    model.llm.eval()
+    try:
+        log_probs = confidence.cached_log_probs(
+            model.scorer,
+            [prompt for pair in prompt_pairs for prompt in pair],
+            [n for n in n_candidates for _ in range(2)],
+            score_cache,
+            show_progress,
+        )
+    finally:
+        model.llm.train(was_training)
+    measured = {}
+    for position, i in enumerate(scored):
+        measured[i] = confidence.measure(log_probs[2 * position], log_probs[2 * position + 1], cot_samples[i].target_index)
+        why_not = confidence.drop_reason(measured[i], settings.min_gain, settings.min_prob)
+        if why_not:
+            reasons[i] = f"dropped: {why_not}"
+        else:
+            reasons[i] = f"kept: gain {measured[i].gain:+.4f}, probability {measured[i].probability:.4f}"
+            reliable.append(i)
+
+    # d. Mixed-grained file: every plain row, reliable CoT rows at cot_ratio.
+    def row(sample, record, kind, reason, measure=None):
+        return {
+            **record,
+            "kind": kind,
+            "user": str(user_tokens[sample.user_id]),
+            "target": item_tokens[sample.target],
+            "target_label": sample.target_label,
+            "confidence": None if measure is None else measure.probability,
+            "gain": None if measure is None else measure.gain,
+            "rank": None if measure is None else measure.rank,
+            "kept": True,
+            "reason": reason,
+        }
+
+    plain_rows = [row(sample, record, "plain", "plain sample") for sample, record in zip(samples, plain_records)]
+    cot_rows = [row(cot_samples[i], answer_record(model, cot_samples[i], rationales[i]), "cot", reasons[i], measured[i]) for i in reliable]
+    training_rows, injected = mix(plain_rows, cot_rows, settings.ratio, settings.seed)
+    injected_samples = {reliable[j] for j in injected}
+
+    provenance = []
+    for i, sample in enumerate(cot_samples):
+        numbers = {**asdict(measured[i]), "gain": measured[i].gain} if i in measured else {}
+        provenance.append(
+            {
+                "user": str(user_tokens[sample.user_id]),
+                "target": item_tokens[sample.target],
+                "target_label": sample.target_label,
+                "history": [item_tokens[item] for item in sample.history],
+                "pseudo_cot": pseudo_cots[i],
+                "refinement": refined.get(i),
+                "rationale": rationales.get(i),
+                "confidence": numbers.get("probability"),
+                "gain": numbers.get("gain"),
+                "rank": numbers.get("rank"),
+                "log_prob": numbers.get("log_prob"),
+                "log_prob_without": numbers.get("log_prob_without"),
+                "kept": i in reliable,
+                "injected": i in injected_samples,
+                "reason": reasons[i],
+            }
+        )
+    # The training file last: its existence means both files are complete.
+    write_jsonl_atomically(provenance_path(path), provenance)
+    write_jsonl_atomically(path, training_rows)
+    stats = cot_statistics(provenance)
+    logger.info(
+        f"CoT: {stats['samples']} samples sent to the teacher, {stats['unparseable']} unparseable, "
+        f"{stats['kept']} kept by the confidence filter ({stats['kept_share']:.1%}), mean gain {stats['mean_gain']:+.4f}; "
+        f"{len(injected)} CoT rows injected next to {len(plain_rows)} plain rows (cot_ratio {settings.ratio}). File: {path}"
+    )
+    return path
+
+
+def cot_statistics(provenance):
+    """Counts and means over provenance rows: what a researcher checks first about the CoT data."""
+    gains = [row["gain"] for row in provenance if row["gain"] is not None]
+    kept = sum(row["kept"] for row in provenance)
+    return {
+        "samples": len(provenance),
+        "unparseable": sum(row["reason"].startswith("dropped: unparseable") for row in provenance),
+        "empty": sum(row["reason"].startswith("dropped: empty") for row in provenance),
+        "scored": len(gains),
+        "kept": kept,
+        "kept_share": kept / len(provenance) if provenance else 0.0,
+        "injected": sum(row["injected"] for row in provenance),
+        "mean_gain": float(np.mean(gains)) if gains else float("nan"),
+        "mean_gain_kept": float(np.mean([row["gain"] for row in provenance if row["kept"]])) if kept else float("nan"),
+        "mean_confidence": float(np.mean([row["confidence"] for row in provenance if row["confidence"] is not None])) if gains else float("nan"),
+    }

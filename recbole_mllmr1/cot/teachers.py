@@ -1,0 +1,219 @@
+"""Teachers: chat models that write the pseudo-CoT and refine it, behind one small interface.
+
+A teacher has ``identity`` (a string that names everything about it that changes its replies,
+part of every cache key), ``batch_size`` and ``generate(conversations, settings, reply_prefix)``,
+which returns one reply per conversation, in order. ``reply_prefix`` opens the assistant turn
+(e.g. the first heading of the rationale); teachers that can continue a turn return
+``reply_prefix + continuation``, the endpoint teacher (the OpenAI API cannot) returns its
+reply as is. The parser accepts both.
+
+Backends, picked by :func:`make_teacher` from the ``cot_teacher`` value:
+- a HF model id, a local checkpoint folder or ``smollm2-135m``: transformers ``generate``;
+- ``http(s)://host:port``: an OpenAI-compatible server, ``POST {base}/v1/chat/completions``;
+- ``vllm:<model>``: vLLM offline inference (GPU), imported only when used.
+"""
+import functools
+import importlib.util
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import torch
+
+from recbole_mllmr1.llm import DEFAULT_LLM
+
+# Greedy decoding makes small models loop ("thrillers, thrillers, ..."); a mild penalty stops it.
+REPETITION_PENALTY = 1.1
+VLLM_INSTALL_HINT = "pip install 'recbole-mllmr1[vllm]'"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How replies are decoded: part of every cache key."""
+
+    max_new_tokens: int
+    temperature: float  # 0 = greedy
+    seed: int
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class LocalTeacher:
+    """A transformers causal LM, loaded on first use (a fully cached build never loads it)."""
+
+    def __init__(self, llm_path, device="cpu", batch_size=8):
+        expanded = os.path.expanduser(str(llm_path or DEFAULT_LLM))
+        self.llm_path = os.path.abspath(expanded) if os.path.isdir(expanded) else expanded
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.identity = f"hf:{self.llm_path}|repetition_penalty={REPETITION_PENALTY}"
+
+    @functools.cached_property
+    def _tokenizer(self):
+        from recbole_mllmr1.llm import load_tokenizer
+
+        return load_tokenizer(self.llm_path)  # left padding: generation continues every row at its end
+
+    @functools.cached_property
+    def _model(self):
+        from recbole_mllmr1.llm import load_causal_lm
+
+        return load_causal_lm(self.llm_path, self.device).eval()
+
+    @torch.no_grad()
+    def generate(self, conversations, settings, reply_prefix=""):
+        from transformers import GenerationConfig
+
+        tokenizer, model = self._tokenizer, self._model
+        texts = [
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + reply_prefix
+            for messages in conversations
+        ]
+        batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(self.device)
+        sampling = settings.temperature > 0
+        generation = GenerationConfig(
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=REPETITION_PENALTY,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        # A local RNG stream: sampling is seeded without moving the caller's global RNG.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(settings.seed)
+            output = model.generate(**batch, generation_config=generation)
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        return [reply_prefix + text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+class EndpointTeacher:
+    """An OpenAI-compatible chat endpoint (vLLM ``serve``, SGLang, llama.cpp server, OpenAI, ...).
+
+    ``OPENAI_API_KEY``, when set, is sent as the bearer token. Connection errors, 429 and 5xx
+    are retried with exponential backoff; other HTTP errors fail at once with the server's reply.
+    """
+
+    def __init__(self, base_url, model, batch_size=8, retries=4, timeout_s=120.0, backoff_s=1.0):
+        if not model:
+            raise ValueError(
+                f"cot_teacher [{base_url}] is an HTTP endpoint: set cot_teacher_model (--teacher-model) "
+                "to the model name the server serves."
+            )
+        base = base_url.rstrip("/")
+        self.url = (base[: -len("/v1")] if base.endswith("/v1") else base) + "/v1/chat/completions"
+        self.model = model
+        self.batch_size = batch_size
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.identity = f"http:{self.url}|model={model}"
+
+    def _post(self, payload):
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        request = urllib.request.Request(self.url, data=json.dumps(payload).encode("utf-8"), headers=headers, method="POST")
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    return json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as error:
+                retryable = error.code == 429 or error.code >= 500
+                if not retryable or attempt == self.retries:
+                    body = error.read().decode("utf-8", errors="replace")[:500]
+                    raise RuntimeError(f"Teacher endpoint {self.url} answered HTTP {error.code}: {body}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                if attempt == self.retries:
+                    raise ConnectionError(
+                        f"Teacher endpoint {self.url} unreachable after {self.retries + 1} tries ({error}); "
+                        "check that the server runs and cot_teacher points to it."
+                    ) from None
+            time.sleep(self.backoff_s * 2**attempt)
+
+    def _reply(self, messages, settings):
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
+            "seed": settings.seed,
+        }
+        response = self._post(payload)
+        try:
+            return (response["choices"][0]["message"]["content"] or "").strip()
+        except (KeyError, IndexError, TypeError):
+            raise RuntimeError(f"Teacher endpoint {self.url} sent no choices[0].message.content: {str(response)[:500]}") from None
+
+    def generate(self, conversations, settings, reply_prefix=""):
+        # One request per conversation, sent concurrently; reply_prefix is not sent (see the module docstring).
+        with ThreadPoolExecutor(max_workers=max(1, min(self.batch_size, len(conversations)))) as pool:
+            return list(pool.map(lambda messages: self._reply(messages, settings), conversations))
+
+
+def require_vllm():
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            f"cot_teacher 'vllm:<model>' needs vLLM, which is not installed: on a GPU machine run "
+            f"`{VLLM_INSTALL_HINT}`, or give a HF model id / local folder (transformers) or an http(s):// endpoint."
+        )
+
+
+class VLLMTeacher:
+    """vLLM offline inference; the engine starts on first use.
+
+    NOTE: vLLM does not run on this project's CPU machines; only the missing-vLLM error is
+    tested. The calls follow vLLM's documented ``LLM.chat`` API.
+    """
+
+    def __init__(self, model, batch_size=64):
+        require_vllm()  # fail before any sample is drawn, not at the first batch
+        self.model = model
+        self.batch_size = batch_size
+        self.identity = f"vllm:{model}|repetition_penalty={REPETITION_PENALTY}"
+
+    @functools.cached_property
+    def _engine(self):
+        import vllm
+
+        return vllm.LLM(model=self.model)
+
+    def generate(self, conversations, settings, reply_prefix=""):
+        import vllm
+
+        sampling = vllm.SamplingParams(
+            temperature=settings.temperature,
+            max_tokens=settings.max_new_tokens,
+            seed=settings.seed,
+            repetition_penalty=REPETITION_PENALTY,
+        )
+        if reply_prefix:
+            conversations = [messages + [{"role": "assistant", "content": reply_prefix}] for messages in conversations]
+        outputs = self._engine.chat(
+            conversations,
+            sampling,
+            use_tqdm=False,
+            add_generation_prompt=not reply_prefix,
+            continue_final_message=bool(reply_prefix),
+        )
+        return [reply_prefix + output.outputs[0].text.strip() for output in outputs]
+
+
+def make_teacher(spec, device="cpu", batch_size=8, endpoint_model=None):
+    """The teacher that ``cot_teacher`` names: ``http(s)://...``, ``vllm:<model>``, or a HF model (id, folder, default)."""
+    spec = str(spec or "")
+    if spec.startswith(("http://", "https://")):
+        return EndpointTeacher(spec, endpoint_model, batch_size=batch_size)
+    if spec.startswith("vllm:"):
+        if not spec[len("vllm:") :]:
+            raise ValueError("cot_teacher 'vllm:' names no model: write vllm:<HF model id or local folder>.")
+        return VLLMTeacher(spec[len("vllm:") :], batch_size=batch_size)
+    return LocalTeacher(spec or None, device=device, batch_size=batch_size)

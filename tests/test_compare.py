@@ -1,0 +1,260 @@
+"""``recbole-mllmr1 compare``: per-user metrics, the random row, significance, and the driver on a tiny dataset."""
+import argparse
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from recbole.evaluator import Collector
+from recbole.evaluator.collector import DataStruct
+from recbole.evaluator.metrics import MRR, NDCG, Hit
+
+from recbole_mllmr1 import compare
+from recbole_mllmr1.config import Config
+from recbole_mllmr1.per_user_metrics import METRICS, metrics_from_topk, random_ranking_metrics
+from recbole_mllmr1.quick_start import run_recbole
+from recbole_mllmr1.significance import paired_bootstrap_p_value, significance_label
+from tests.conftest import TINY_CONFIG
+
+TINY_ARGS = [f"--config={key}={json.dumps(value)}" for key, value in TINY_CONFIG.items()]
+SMALL_SEQUENTIAL = [
+    f"--config={model}.{key}={value}"
+    for model in ("GRU4Rec", "SASRec")
+    for key, value in {"epochs": 1, "hidden_size": 16, "embedding_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1}.items()
+]
+
+
+def compare_args(data_path, out, models, *extra):
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    return parser.parse_args(
+        ["--dataset", "tiny", "--data-path", data_path, "--models", models, "--out", str(out), *TINY_ARGS, *SMALL_SEQUENTIAL, *extra]
+    )
+
+
+def read_csv(out):
+    with open(os.path.join(out, "results.csv"), newline="") as file:
+        reader = csv.DictReader(file)
+        return reader.fieldnames, {row["row"]: row for row in reader}
+
+
+def count_run_recbole_calls(monkeypatch):
+    calls = []
+
+    def counting(**kwargs):
+        calls.append(kwargs["model"])
+        return run_recbole(**kwargs)
+
+    monkeypatch.setattr(compare, "run_recbole", counting)
+    return calls
+
+
+def per_user(run_dir):
+    return np.load(os.path.join(run_dir, "per_user.npz"))
+
+
+def run_dirs(out, row):
+    folder = os.path.join(out, "runs", compare._slug(row))
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder))
+
+
+# ---- metrics ---------------------------------------------------------------------------
+def test_per_user_metrics_average_to_recbole_metrics():
+    rng = np.random.default_rng(0)
+    pos_index = rng.random((500, 10)) < 0.15  # several positives per user, as in a random split
+    pos_len = pos_index.sum(axis=1) + rng.integers(0, 3, 500)  # some positives fall outside the top 10
+    pos_len = np.maximum(pos_len, 1)
+    struct = DataStruct()
+    struct.set("rec.topk", torch.from_numpy(np.column_stack([pos_index, pos_len]).astype(np.int64)))
+    recbole_config = Config(model="Pop", dataset="ml-100k", config_dict={"topk": [1, 5, 10], "metric_decimal_place": 8, "state": "WARNING"})
+    expected = {}
+    for metric_class in (Hit, NDCG, MRR):
+        expected.update(metric_class(recbole_config).calculate_metric(struct))
+    ours = metrics_from_topk(pos_index, pos_len)
+    for metric in METRICS:
+        assert ours[metric].shape == (500,)
+        assert ours[metric].mean() == pytest.approx(expected[metric], abs=1e-7), metric
+
+
+@pytest.mark.parametrize("n_candidates", [10, 100, 1682])
+def test_random_row_matches_a_simulated_random_scorer(n_candidates):
+    rng = np.random.default_rng(n_candidates)
+    users = 200_000
+    # A random scorer: independent uniform scores; the positive is candidate 0.
+    scores = rng.random((users, n_candidates)) if n_candidates <= 100 else None
+    ranks = (scores > scores[:, :1]).sum(axis=1) + 1 if scores is not None else rng.integers(1, n_candidates + 1, users)
+    simulated = {
+        "hit@1": np.mean(ranks <= 1), "hit@5": np.mean(ranks <= 5), "hit@10": np.mean(ranks <= 10),
+        "ndcg@5": np.mean(np.where(ranks <= 5, 1 / np.log2(ranks + 1), 0)),
+        "ndcg@10": np.mean(np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0)),
+        "mrr@10": np.mean(np.where(ranks <= 10, 1 / ranks, 0)),
+    }
+    analytic = random_ranking_metrics(n_candidates)
+    for metric in METRICS:
+        assert analytic[metric] == pytest.approx(simulated[metric], abs=4e-3), metric
+    assert analytic["hit@5"] == pytest.approx(min(5, n_candidates) / n_candidates)
+
+
+def test_significance_on_crafted_vectors():
+    rng = np.random.default_rng(1)
+    baseline = rng.random(300)
+    p_identical = paired_bootstrap_p_value(baseline, baseline)
+    assert p_identical == 1.0 and significance_label(p_identical) == "n.s."
+    better = baseline + 0.05 + rng.normal(0, 0.02, 300)
+    p_better = paired_bootstrap_p_value(better, baseline)
+    assert p_better < 0.05 and significance_label(p_better) == "p<0.05"
+    noise = baseline + rng.normal(0, 0.3, 300)  # no shift: noise only
+    assert paired_bootstrap_p_value(noise - (noise - baseline).mean(), baseline) > 0.5
+    with pytest.raises(ValueError, match="same length"):
+        paired_bootstrap_p_value(baseline, baseline[:10])
+
+
+# ---- configuration ---------------------------------------------------------------------
+def test_rows_overrides_and_modes_are_validated():
+    rows = compare.select_rows(["Pop", "MLLMRecR1"], "full")
+    assert [row.name for row in rows] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    assert rows[-1].overrides == {"use_image_text": False}
+    assert [row.name for row in compare.select_rows(["Pop", "MLLMRecR1"], "uni9")][0] == "Pop"
+    assert compare.select_rows(["LightGCN"], "uni9")[0] == compare.Row("LightGCN", "LightGCN")
+    common, per_model = compare.parse_overrides(["epochs=2", "SASRec.hidden_size=16", "eval_args={'mode': 'uni9'}"])
+    assert common == {"epochs": 2, "eval_args": {"mode": "uni9"}} and per_model == {"SASRec": {"hidden_size": 16}}
+    with pytest.raises(ValueError, match=r"\[epochs\] is not KEY=VALUE"):
+        compare.parse_overrides(["epochs"])
+    assert compare.parse_mode("uni99") == 100 and compare.parse_mode("full") is None
+    with pytest.raises(ValueError, match=r"--mode \[uni\] is not an evaluation mode"):
+        compare.parse_mode("uni")
+
+
+def test_every_baseline_has_a_commented_yaml_that_recbole_reads():
+    for model in compare.DEFAULT_MODELS[:-1]:
+        path = compare.baseline_config_file(model)
+        assert path, model
+        lines = open(path).read().splitlines()
+        assert lines[0].startswith(f"# {model} baseline") and "RecBole" in "".join(lines[:8])
+        keys = [line for line in lines if line and not line.startswith((" ", "#"))]
+        assert all("# (" in line for line in keys), path
+        config = Config(model=model, dataset="ml-100k", config_file_list=[path], config_dict={"state": "WARNING"})
+        assert config["epochs"] <= 30
+
+
+def test_test_candidates_are_identical_across_models(tiny_data_path):
+    """BPR's training draws negatives from numpy's RNG; the test negatives must not depend on it."""
+
+    class CandidateRecorder(Collector):
+        def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+            super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+            self.candidates.append(interaction["item_id"].clone())
+
+        def get_data_struct(self):
+            self.last, self.candidates = self.candidates, []
+            return super().get_data_struct()
+
+    settings = compare.settings_from_args(compare_args(tiny_data_path, "unused", "Pop,BPR", "--mode", "uni9"))
+    tested = {}
+    for model in ("Pop", "BPR"):
+        def record(trainer, model=model):
+            trainer.eval_collector = CandidateRecorder(trainer.config)
+            trainer.eval_collector.candidates = []
+            tested[model] = trainer.eval_collector
+
+        run_recbole(model=model, dataset="tiny", saved=False, trainer_hook=record, config_dict={
+            **compare.protocol_config(settings, seed=0), **TINY_CONFIG, "epochs": 2,
+        })
+    pop, bpr = (np.concatenate([c.numpy() for c in tested[m].last]) for m in ("Pop", "BPR"))
+    assert len(pop) == 30 * 10 and np.array_equal(pop, bpr)
+
+
+# ---- the driver ------------------------------------------------------------------------
+def test_compare_writes_the_table_survives_a_failing_model_and_resumes(tiny_data_path, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    assert compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1")) == 0
+
+    columns, rows = read_csv(out)
+    assert columns == compare.table_columns()
+    assert list(rows) == ["random", "Pop", "GRU4Rec", "NoSuchRec"]
+    assert float(rows["random"]["HR@1"]) == pytest.approx(0.1) and float(rows["random"]["HR@10"]) == 1.0
+    assert float(rows["Pop"]["HR@10"]) == 1.0  # 10 candidates: always in the top 10
+    assert rows["Pop"]["seeds"] == "2" and rows["Pop"]["HR@1 std"] != "" and rows["Pop"]["users"] == "30"
+    assert 0 <= float(rows["GRU4Rec"]["NDCG@10"]) <= 1 and float(rows["GRU4Rec"]["params total"]) > 0
+    assert rows["GRU4Rec"]["config"].startswith("GRU4Rec.yaml + ") and "epochs=1" in rows["GRU4Rec"]["config"]
+    assert "[NoSuchRec] is not the name of an existing model" in rows["NoSuchRec"]["error"]
+    assert rows["NoSuchRec"]["HR@1"] == "" and rows["Pop"]["error"] == ""
+    best = max(("Pop", "GRU4Rec"), key=lambda row: float(rows[row]["NDCG@10"]))
+    other = "GRU4Rec" if best == "Pop" else "Pop"
+    assert rows[best]["vs best baseline"] == "best baseline" and 0 < float(rows[other]["p (NDCG@10)"]) <= 1
+
+    markdown = (out / "results.md").read_text()
+    assert "| random |" in markdown and "recbole-mllmr1 compare --dataset tiny --mode uni9" in markdown
+    for image in ("metrics.png", "time.png"):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    for run_dir in run_dirs(out, "GRU4Rec"):
+        record = json.load(open(os.path.join(run_dir, "result.json")))
+        for metric in METRICS:  # per-user vectors average to RecBole's own (rounded) numbers
+            assert record["metrics"][metric] == pytest.approx(record["recbole_test_result"][metric], abs=1e-4)
+        assert len(per_user(run_dir)["ndcg@10"]) == 30 and os.path.isfile(os.path.join(run_dir, "model.pth"))
+        assert json.load(open(os.path.join(run_dir, "config.json")))["model"] == "GRU4Rec"
+
+    # Same users and candidates for every model of a seed: the paired test is paired.
+    pop_users, gru_users = (per_user(run_dirs(out, row)[0])["user_ids"] for row in ("Pop", "GRU4Rec"))
+    assert np.array_equal(pop_users, gru_users)
+
+    calls = count_run_recbole_calls(monkeypatch)
+    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1"))
+    assert calls == ["NoSuchRec", "NoSuchRec"]  # finished rows are reused; failed ones are retried
+    assert read_csv(out)[1]["Pop"] == rows["Pop"]
+    compare.run(compare_args(tiny_data_path, out, "Pop", "--mode", "uni9", "--seeds", "0", "--force"))
+    assert calls[2:] == ["Pop"]
+
+
+def test_changing_a_row_config_reruns_only_that_row(tiny_data_path, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9"))
+    calls = count_run_recbole_calls(monkeypatch)
+    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9", "--config", "GRU4Rec.dropout_prob=0.1"))
+    assert calls == ["GRU4Rec"]
+    assert len(run_dirs(out, "GRU4Rec")) == 2  # both configs are kept, each under its own hash
+
+
+@pytest.mark.slow
+def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, default_llm_dir, tmp_path):
+    out = tmp_path / "cmp"
+    compare.run(compare_args(tiny_data_path, out, "Pop,MLLMRecR1", "--mode", "uni9", "--eval-user-sample", "4"))
+    _, rows = read_csv(out)
+    assert list(rows) == ["random", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    for name in ("MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"):
+        row = rows[name]
+        assert row["error"] == "" and row["users"] == "4" and float(row["HR@10"]) == 1.0
+        assert float(row["params total"]) > 1e8 and 0 < float(row["p (NDCG@10)"]) <= 1
+    assert "use_image_text=False" in rows["MLLMRecR1 (zero-shot, no image text)"]["config"]
+    assert rows["Pop"]["vs best baseline"] == "best baseline"
+
+
+@pytest.mark.slow
+def test_full_ranking_reranks_the_sasrec_of_the_same_run(tiny_data_path, default_llm_dir, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    args = ("--mode", "full", "--eval-user-sample", "3", "--rerank-topk", "5")
+    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
+    _, rows = read_csv(out)
+    assert list(rows) == ["random", "SASRec", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    assert rows["random"]["config"].endswith("among 40 candidates")
+    assert all(row["error"] == "" for row in rows.values())
+    sasrec_dir, = run_dirs(out, "SASRec")
+    llm_dir, = run_dirs(out, "MLLMRecR1 (zero-shot)")
+    record = json.load(open(os.path.join(llm_dir, "result.json")))
+    assert record["config_dict"]["retriever_checkpoint"] == os.path.join(sasrec_dir, "model.pth")
+    assert record["config_dict"]["rerank_topk"] == 5 and "reranks SASRec" in rows["MLLMRecR1 (zero-shot)"]["config"]
+    # The LLM only reorders SASRec's top 5 and keeps its order below: HR@5 and HR@10 are SASRec's, user by user.
+    sasrec, llm = per_user(sasrec_dir), per_user(llm_dir)
+    assert np.array_equal(sasrec["user_ids"], llm["user_ids"])
+    assert np.array_equal(sasrec["hit@5"], llm["hit@5"]) and np.array_equal(sasrec["hit@10"], llm["hit@10"])
+
+    calls = count_run_recbole_calls(monkeypatch)
+    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
+    assert calls == []
+    compare.run(compare_args(tiny_data_path, out, "SASRec", *args, "--force"))
+    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
+    # A retrained retriever makes its rerankers stale.
+    assert calls == ["SASRec", "MLLMRecR1", "MLLMRecR1"]

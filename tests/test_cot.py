@@ -1,0 +1,352 @@
+"""CoT data construction: parsing, confidence, mixing, caching and leak-freedom of the teacher prompts."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_mllmr1.cot import build_mixed_grained_dataset, confidence, provenance_path
+from recbole_mllmr1.cot.build import _cot_subset
+from recbole_mllmr1.cot.cache import JsonlCache, read_jsonl
+from recbole_mllmr1.cot.mixing import injection_count, mix
+from recbole_mllmr1.cot.prompts import (
+    REFINE_REPLY_PREFIX,
+    REFINE_SYSTEM,
+    RationaleParseError,
+    parse_rationale,
+    pseudo_cot_messages,
+    refinement_messages,
+)
+from recbole_mllmr1.cot.teachers import make_teacher
+from recbole_mllmr1.prompts import CANDIDATE_LABELS, parse_answer
+from recbole_mllmr1.scoring import render_prompt
+from recbole_mllmr1.training_samples import draw_training_samples
+from tests.conftest import TINY_CONFIG
+from tests.test_model import build
+
+# Every CoT key, so the tests do not depend on the yaml's defaults.
+COT_CONFIG = {
+    "cot_teacher": "smollm2-135m",
+    "cot_teacher_model": None,
+    "cot_num_samples": 4,
+    "cot_ratio": 0.25,
+    "cot_min_gain": None,
+    "cot_min_prob": None,
+    "cot_max_new_tokens": 48,
+    "cot_temperature": 0.0,
+    "cot_batch_size": 2,
+    "cot_cache_dir": None,
+    "train_samples": 12,
+    "train_candidates": 5,
+}
+
+WELL_FORMED = (
+    "1. Preference signals: dark thrillers and 1970s crime films.\n"
+    "2. Next intent: another tense crime story.\n"
+    "3. Retrieval criteria:\n- crime or thriller\n- tense mood\n- 1970s or later\n"
+    "4. Next-item profile: a tense 1970s crime thriller."
+)
+
+
+# ---- parsing -----------------------------------------------------------------------------
+def test_a_well_formed_refinement_parses_into_four_steps_and_round_trips():
+    rationale = parse_rationale(WELL_FORMED)
+    assert rationale.preference_signals == "dark thrillers and 1970s crime films."
+    assert rationale.next_intent == "another tense crime story."
+    assert rationale.retrieval_criteria == ("crime or thriller", "tense mood", "1970s or later")
+    assert rationale.next_item_profile == "a tense 1970s crime thriller."
+    assert parse_rationale(rationale.text()) == rationale
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "**Step 1:** Preference signals: comedies\n**Step 2:** Next intent: light\n**Step 3:** Retrieval criteria: funny; short; recent\n**Step 4:** Profile: a short comedy",
+        "Preference signals: comedies\nNext intent: light\nRetrieval criteria:\n* funny\n* short\n* recent\nNext-item profile: a short comedy",
+        "Sure!\n1. Preference signals: comedies\n2. Next-intent: light\n3. Retrieve criteria: funny, short, and recent\n4. Profile: a short comedy <answer>B</answer>",
+    ],
+    ids=["markdown-steps", "headings-only", "commas-and-chatter"],
+)
+def test_parser_accepts_common_variants_of_the_format(reply):
+    rationale = parse_rationale(reply)
+    assert rationale.retrieval_criteria == ("funny", "short", "recent")
+    assert rationale.next_item_profile == "a short comedy"
+    assert "<answer>" not in rationale.text()
+
+
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ("1. Preference signals: comedies\n2. Next intent: light\n3. Retrieval criteria: a; b; c", r"missing step\(s\) 4"),
+        ("1. Preference signals: comedies, comedies, comedies, comedies", r"missing step\(s\) 2 .*3 .*4"),
+        ("1. Preference signals: x\n2. Next intent: y\n3. Retrieval criteria: only one\n4. Profile: z", r"lists 1 distinct criteria"),
+        ("1. Preference signals:\n2. Next intent: y\n3. Retrieval criteria: a; b; c\n4. Profile: z", r"empty step\(s\) 1"),
+    ],
+    ids=["no-profile", "a-loop", "one-criterion", "empty-step"],
+)
+def test_unparseable_refinements_raise_with_the_reason(reply, reason):
+    with pytest.raises(RationaleParseError, match=reason):
+        parse_rationale(reply)
+
+
+def test_more_than_five_criteria_keep_the_first_five():
+    reply = WELL_FORMED.replace("- 1970s or later\n", "- 1970s or later\n- c4\n- c5\n- c6\n")
+    assert parse_rationale(reply).retrieval_criteria[-2:] == ("c4", "c5")
+
+
+# ---- confidence and mixing (crafted numbers) -------------------------------------------------
+def test_confidence_gain_is_the_log_prob_difference_and_rank_counts_ties_against_the_target():
+    with_rationale = np.log([0.5, 0.2, 0.2, 0.1])
+    without = np.log([0.1, 0.4, 0.4, 0.1])
+    measured = confidence.measure(with_rationale, without, target_index=1)
+    assert measured.probability == pytest.approx(0.2)
+    assert measured.gain == pytest.approx(np.log(0.2) - np.log(0.4))
+    assert measured.rank == 3  # below A and tied with C
+    assert confidence.drop_reason(measured, min_gain=0.0, min_prob=None).startswith("gain -0.6931 <= cot_min_gain")
+    assert confidence.drop_reason(measured, min_gain=-1.0, min_prob=0.3).startswith("probability 0.2000 < cot_min_prob")
+    assert confidence.drop_reason(measured, min_gain=-1.0, min_prob=0.2) is None
+
+
+def test_mixing_keeps_every_plain_row_and_injects_cot_rows_at_the_ratio():
+    plain = [{"kind": "plain", "id": i} for i in range(40)]
+    reliable = [{"kind": "cot", "id": i} for i in range(20)]
+    rows, injected = mix(plain, reliable, ratio=0.25, seed=7)
+    assert len(injected) == 10 and sum(row["kind"] == "cot" for row in rows) == 10
+    assert sorted(row["id"] for row in rows if row["kind"] == "plain") == list(range(40))
+    assert mix(plain, reliable, 0.25, 7) == (rows, injected)  # seeded
+    assert mix(plain, reliable, 0.25, 8)[1] != injected
+    assert injection_count(40, 5, 0.25) == 5  # capped by the reliable ones
+    assert injection_count(40, 20, 0.0) == 0
+    with pytest.raises(ValueError, match=r"cot_ratio \[-0.5\]"):
+        injection_count(40, 20, -0.5)
+
+
+def test_cache_repairs_a_partial_last_line(tmp_path):
+    path = str(tmp_path / "cache.jsonl")
+    cache = JsonlCache(path)
+    cache.put("a", [1.0], stage="test")
+    with open(path, "a") as handle:
+        handle.write('{"key": "b", "val')  # a crash mid-write
+    reloaded = JsonlCache(path)
+    assert reloaded.get("a") == [1.0] and "b" not in reloaded
+    reloaded.put("b", "ok")
+    assert JsonlCache(path).get("b") == "ok"
+
+
+# ---- the pipeline on a tiny dataset ------------------------------------------------------
+class ScriptedTeacher:
+    """Echoes the history as its "pseudo-CoT" and answers every refinement in the four-step format.
+
+    Records every conversation it is sent; ``fail_after`` raises on that call (a crash);
+    ``unparseable_users`` get a refinement without step 4.
+    """
+
+    identity = "scripted-teacher"
+    batch_size = 2
+
+    def __init__(self, fail_after=None, unparseable_users=()):
+        self.fail_after = fail_after
+        self.unparseable_users = unparseable_users
+        self.calls = 0
+        self.conversations = []
+
+    def generate(self, conversations, settings, reply_prefix=""):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.calls += 1
+        self.conversations.extend(conversations)
+        replies = []
+        for messages in conversations:
+            notes = messages[-1]["content"]
+            if messages[0]["content"] != REFINE_SYSTEM:
+                replies.append(f"Notes on this user. {notes}")
+            elif any(f"[{user}]" in notes for user in self.unparseable_users):
+                replies.append(reply_prefix + " comedies\n2. Next intent: more")
+            else:
+                replies.append(WELL_FORMED if not reply_prefix else reply_prefix + WELL_FORMED[len(REFINE_REPLY_PREFIX) :])
+        return replies
+
+
+class PromptHashScorer:
+    """A deterministic stand-in for the LLM scorer: log-probs from a hash of the prompt."""
+
+    batch_size = 4
+
+    def __init__(self):
+        self.prompts_scored = 0
+
+    def log_probs(self, prompts, n_candidates):
+        self.prompts_scored += len(prompts)
+        results = []
+        for prompt, n in zip(prompts, n_candidates):
+            digest = hashlib.sha256(prompt.encode()).digest()
+            results.append(torch.log_softmax(torch.tensor([float(b) / 64 for b in digest[:n]]), dim=0))
+        return results
+
+
+@pytest.fixture(scope="module")
+def tiny_cot(tiny_data_path, default_llm_dir):
+    config, model, train_data, valid_data, test_data = build("tiny", {**TINY_CONFIG, **COT_CONFIG, "data_path": tiny_data_path})
+    return config, model, train_data._dataset, valid_data._dataset, test_data._dataset
+
+
+@pytest.fixture
+def cot_config(tiny_cot, tmp_path, monkeypatch):
+    """The tiny run's config with a fresh cache folder; changes made through it are undone after the test."""
+    config = tiny_cot[0]
+    monkeypatch.setitem(config.final_config_dict, "cot_cache_dir", str(tmp_path / "cot"))
+
+    def update(**values):
+        for key, value in values.items():
+            monkeypatch.setitem(config.final_config_dict, key, value)
+        return config
+
+    return update
+
+
+def _cot_samples(config, model, train_dataset):
+    samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"])
+    return [samples[i] for i in _cot_subset(len(samples), config["cot_num_samples"], config["seed"])]
+
+
+def test_teacher_prompts_never_show_the_target_or_held_out_items(tiny_cot, cot_config, monkeypatch):
+    _, model, train_dataset, valid_dataset, test_dataset = tiny_cot
+    config = cot_config(cot_num_samples=8)
+    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    teacher = ScriptedTeacher()
+    build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=teacher)
+
+    held_out = {}
+    for split in (valid_dataset, test_dataset):
+        for user, item in zip(split.inter_feat[model.USER_ID].tolist(), split.inter_feat[model.ITEM_ID].tolist()):
+            held_out.setdefault(user, set()).add(item)
+    samples = _cot_samples(config, model, train_dataset)
+    assert len(samples) == 8
+    expected = {}
+    for sample in samples:
+        pseudo = pseudo_cot_messages([model.catalog.entry(i) for i in sample.history])
+        refinement = refinement_messages(f"Notes on this user. {pseudo[-1]['content']}")  # the scripted echo
+        expected[json.dumps(pseudo)] = expected[json.dumps(refinement)] = {sample.target} | held_out[sample.user_id]
+    sent = [json.dumps(messages) for messages in teacher.conversations]
+    assert set(sent) == set(expected)  # the teacher saw these prompts and nothing else
+    for conversation, forbidden in expected.items():
+        for item in forbidden:
+            token, text = model.catalog.entry(item)
+            assert f"[{token}]" not in conversation and text not in conversation
+
+
+def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_config, tmp_path):
+    from datasets import load_dataset
+
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config(cot_num_samples=2, train_samples=8, cot_min_gain=-100.0)  # keep both rationales: CoT rows to check
+    first = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    config = cot_config(cot_cache_dir=str(tmp_path / "again"))
+    second = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    assert first != second
+    for a, b in ((first, second), (provenance_path(first), provenance_path(second))):
+        with open(a, "rb") as left, open(b, "rb") as right:
+            assert left.read() == right.read()
+
+    rows = load_dataset("json", data_files=first, split="train")
+    assert {"prompt", "completion", "kind", "user", "target", "confidence", "gain", "rank", "kept", "reason"} <= set(rows.column_names)
+    assert rows["kind"].count("plain") == 8 and rows["kind"].count("cot") == 2  # round(0.25 * 8), 2 reliable
+    for row in rows:
+        label = parse_answer(row["completion"][0]["content"], config["train_candidates"])
+        assert label is not None and CANDIDATE_LABELS[label] == row["target_label"]
+    cot = next(row for row in rows if row["kind"] == "cot")
+    assert cot["completion"][0]["content"].startswith("<think>1. Preference signals:")
+    assert cot["kept"] and cot["reason"].startswith("kept")
+
+    # The recorded numbers are the scoring model's: recompute one row's directly.
+    rationale_prefix = cot["completion"][0]["content"].split("<answer>")[0]
+    with_prompt = render_prompt(model.tokenizer, cot["prompt"], rationale_prefix)
+    without_prompt = render_prompt(model.tokenizer, cot["prompt"])
+    with_rationale, without = model.scorer.log_probs([with_prompt, without_prompt], [5, 5])
+    target = CANDIDATE_LABELS.index(cot["target_label"])
+    assert cot["gain"] == pytest.approx(float(with_rationale[target] - without[target]), abs=1e-4)
+    assert cot["confidence"] == pytest.approx(float(with_rationale[target].exp()), abs=1e-4)
+    assert cot["rank"] == int((with_rationale >= with_rationale[target]).sum())
+
+
+def test_resume_after_a_crash_asks_the_teacher_only_for_the_rest(tiny_cot, cot_config, monkeypatch):
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config(cot_num_samples=6)
+    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    crashing = ScriptedTeacher(fail_after=2)  # 2 batches of 2 pseudo-CoTs done, then the crash
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=crashing)
+    resumed = ScriptedTeacher()
+    path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=resumed)
+    assert len(crashing.conversations) == 4
+    assert len(resumed.conversations) == 2 + 6  # the last 2 pseudo-CoTs, then every refinement
+    assert not set(map(json.dumps, crashing.conversations)) & set(map(json.dumps, resumed.conversations))
+    assert len(read_jsonl(provenance_path(path))) == 6
+
+
+def test_a_changed_ratio_or_threshold_only_remixes(tiny_cot, cot_config, monkeypatch):
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config()
+    scorer = PromptHashScorer()
+    monkeypatch.setattr(model, "scorer", scorer)
+    first = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    scored = scorer.prompts_scored
+    assert scored == 8  # 4 samples, with and without the rationale
+    idle = ScriptedTeacher(fail_after=0)  # any teacher call would raise
+    assert build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=idle) == first
+    for change in ({"cot_ratio": 0.5}, {"cot_min_gain": 0.1}, {"cot_min_prob": 0.05}):
+        path = build_mixed_grained_dataset(cot_config(**change), model, train_dataset, show_progress=False, teacher=idle)
+        assert path != first and os.path.exists(path)
+    assert scorer.prompts_scored == scored
+
+
+def test_unparseable_replies_are_recorded_as_dropped_never_trained_on(tiny_cot, cot_config, monkeypatch):
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config(cot_min_gain=-100.0, cot_ratio=1.0)
+    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    samples = _cot_samples(config, model, train_dataset)
+    broken = model.catalog.item_tokens[samples[0].history[-1]]
+    path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher(unparseable_users=[broken]))
+    provenance = read_jsonl(provenance_path(path))
+    dropped = [row for row in provenance if not row["kept"]]
+    assert dropped and all(row["reason"].startswith("dropped: unparseable refinement: missing step(s) 3") for row in dropped)
+    assert all(row["rationale"] is None and row["confidence"] is None for row in dropped)
+    cot_rows = [row for row in read_jsonl(path) if row["kind"] == "cot"]
+    assert len(cot_rows) == len(provenance) - len(dropped)
+
+
+def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_naming_another(tiny_cot, tmp_path):
+    _, model, train_dataset, _, _ = tiny_cot
+    samples = draw_training_samples(model, train_dataset, 3, 5, seed=3)
+    prompts, index = [], []
+    for sample in samples:
+        other = sample.candidates[(sample.target_index + 1) % len(sample.candidates)]
+        for named in (sample.target, other):
+            label = CANDIDATE_LABELS[sample.candidates.index(named)]
+            rationale = f"The user will pick {model.catalog.titles[named]}, candidate {label}. Answer: {label}."
+            with_prompt, without_prompt = confidence.scoring_prompts(model, sample, rationale)
+            assert with_prompt.endswith(f"<think>{rationale}</think>\n<answer>") and without_prompt.endswith("assistant\n<answer>")
+            prompts += [with_prompt, without_prompt]
+            index.append(sample.target_index)
+    cache = JsonlCache(str(tmp_path / "scores.jsonl"))
+    log_probs = confidence.cached_log_probs(model.scorer, prompts, [5] * len(prompts), cache)
+    assert len(cache) == 3 * 2 + 3  # the prompt without a rationale is scored once per sample
+    gains = [confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], i).gain for k, i in enumerate(index)]
+    assert np.mean(gains[0::2]) > np.mean(gains[1::2])
+
+
+# ---- teacher backends --------------------------------------------------------------------
+def test_a_missing_vllm_gets_an_install_hint():
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(ImportError, match=r"pip install 'recbole-mllmr1\[vllm\]'"):
+        make_teacher("vllm:Qwen/Qwen2.5-7B-Instruct")
+
+
+def test_an_endpoint_teacher_needs_a_model_name():
+    with pytest.raises(ValueError, match=r"set cot_teacher_model"):
+        make_teacher("http://127.0.0.1:9/v1")

@@ -1,0 +1,118 @@
+"""Real SFT and GRPO steps with the default model on a tiny dataset, RecBole model selection and resume."""
+import glob
+import json
+import os
+
+import pytest
+import torch
+from peft import PeftModel
+
+from recbole_mllmr1.config import Config
+from recbole_mllmr1.quick_start import run_recbole
+from recbole_mllmr1.training import settings
+from tests.conftest import TINY_CONFIG
+
+TRAINING = {
+    **TINY_CONFIG,
+    "stages": ["sft", "grpo"],
+    "eval_user_sample": 8,
+    "sft_steps": 2,
+    "grpo_steps": 2,
+    "eval_step": 1,
+    "stopping_step": 5,
+    "sft_batch_size": 2,
+    "sft_learning_rate": 0.001,
+    "grpo_learning_rate": 0.001,
+    "grpo_batch_size": 2,
+    "grpo_num_generations": 2,
+    "grpo_max_completion_length": 6,
+    "train_samples": 8,
+    "train_candidates": 5,
+    "max_reasoning_tokens": 6,
+    "eval_args": {"mode": "uni9"},
+}
+
+
+def adapter_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data_path, default_llm_dir, tmp_path_factory):
+    saved = str(tmp_path_factory.mktemp("saved"))
+    result = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved})
+    (run_dir,) = glob.glob(os.path.join(saved, "MLLMRecR1-tiny-*"))
+    return result, run_dir, saved
+
+
+@pytest.mark.slow
+def test_sft_and_grpo_change_the_lora_weights(trained_run):
+    _, run_dir, _ = trained_run
+    zero_shot = adapter_weights(os.path.join(run_dir, "zero-shot", "best_adapter"))
+    assert all(torch.count_nonzero(w) == 0 for name, w in zero_shot.items() if "lora_B" in name)  # identity adapter
+    for stage in ("sft", "grpo"):
+        checkpoint = max(glob.glob(os.path.join(run_dir, stage, "checkpoint-*")), key=os.path.getmtime)
+        trained = adapter_weights(checkpoint)
+        assert any(not torch.equal(trained[name], zero_shot[name]) for name in zero_shot if "lora_B" in name), stage
+
+
+@pytest.mark.slow
+def test_stage_results_history_and_plot(trained_run):
+    result, run_dir, _ = trained_run
+    assert list(result["stage_results"]) == ["zero-shot", "sft", "grpo"]
+    assert all("ndcg@5" in metrics for metrics in result["stage_results"].values())
+    with open(os.path.join(run_dir, "history.jsonl")) as file:
+        history = [json.loads(line) for line in file]
+    grpo_train = [r for r in history if r["stage"] == "grpo" and r["kind"] == "train"]
+    assert grpo_train and {"reward", "reward_std", "frac_reward_zero_std", "completions/mean_length"} <= set(grpo_train[0])
+    assert [r["step"] for r in history if r["stage"] == "sft" and r["kind"] == "valid"] == [1, 2]
+    assert os.path.getsize(os.path.join(run_dir, "reward_vs_valid.png")) > 5000
+
+
+@pytest.mark.slow
+def test_best_adapter_loads_with_peft_and_scores_like_the_tested_model(trained_run, default_llm_dir):
+    from transformers import AutoModelForCausalLM
+
+    _, run_dir, _ = trained_run
+    base = AutoModelForCausalLM.from_pretrained(default_llm_dir)
+    model = PeftModel.from_pretrained(base, os.path.join(run_dir, "best_adapter"))
+    with open(os.path.join(run_dir, "progress.json")) as file:
+        best_score, best_stage, _, _ = json.load(file)["best"]
+    assert best_stage in ("zero-shot", "sft", "grpo") and model.peft_config["default"].r == 16
+
+
+@pytest.mark.slow
+def test_rerunning_resumes_finished_stages_without_training(trained_run, tiny_data_path, monkeypatch):
+    from recbole_mllmr1.training import stages
+
+    result, run_dir, saved = trained_run
+    calls = []
+    monkeypatch.setitem(stages.STAGES, "sft", lambda *args: calls.append("sft"))
+    monkeypatch.setitem(stages.STAGES, "grpo", lambda *args: calls.append("grpo"))
+    again = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved})
+    assert calls == []
+    assert again["best_valid_score"] == result["best_valid_score"]
+    assert again["test_result"] == result["test_result"]
+
+
+def test_grpo_batch_that_trl_would_reject_fails_before_training():
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "grpo_batch_size": 6, "grpo_num_generations": 4})
+    with pytest.raises(ValueError, match=r"6 completions per step is not divisible by grpo_num_generations \(4\)"):
+        settings.grpo_config(config, "/tmp/unused")
+
+
+def test_use_vllm_without_vllm_installed_gets_an_install_hint():
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "use_vllm": True})
+    with pytest.raises(ImportError, match=r"pip install 'recbole-mllmr1\[vllm\]'"):
+        settings.grpo_config(config, "/tmp/unused")
+
+
+def test_trl_configs_carry_every_setting_explicitly():
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "grpo_beta": 0.04})
+    grpo = settings.grpo_config(config, "/tmp/unused")
+    assert (grpo.beta, grpo.loss_type, grpo.scale_rewards, grpo.num_generations) == (0.04, "dapo", "group", 4)
+    assert grpo.max_completion_length == config["grpo_max_completion_length"] and not grpo.bf16 and grpo.use_cpu
+    sft = settings.sft_config(config, "/tmp/unused")
+    assert sft.learning_rate == config["sft_learning_rate"] and sft.completion_only_loss and not sft.bf16
