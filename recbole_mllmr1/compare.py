@@ -4,17 +4,19 @@ Every (row, seed) runs through :func:`recbole_mllmr1.quick_start.run_recbole` wi
 dataset, leave-one-out split in time order, evaluation mode, metrics, evaluation batch size
 (it fixes how RecBole batches the sampled negatives) and seed; rows differ only in their
 model and its own hyperparameters (``baselines/<Model>.yaml``, the row's overrides,
-``--config``). A run lives in ``<out>/runs/<row>/seed<seed>-<config hash>/``:
+``--config``). A run lives in ``<out>/runs/<model>-<config hash>/seed<seed>/``:
 
 - ``result.json``: metrics, wall times, parameter counts and the inputs of the run;
 - ``config.json``: RecBole's resolved configuration;
-- ``per_user.npz``: each test user's metrics, for the paired significance tests;
-- ``model.pth``: RecBole's best checkpoint (models that train);
+- ``per_user.npz``: each test user's metrics, for the paired significance tests, and
+  ``per_user-<stage>.npz`` for each training stage MLLMRecR1's trainer tests;
+- ``model.pth``: RecBole's best checkpoint (RecBole models);
 - ``error.txt``: the traceback, when the run failed.
 
-A run whose ``result.json`` holds no error is reused unless ``--force``. In ``--mode full``
-MLLMRecR1 reranks the top ``--rerank-topk`` items of the SASRec trained in the same
-comparison (same seed); its row is compared with SASRec's.
+Rows with the same model and config share one run (e.g. "SFT" and "SFT+GRPO" are two
+stages of one trained MLLMRecR1). A run whose ``result.json`` holds no error is reused
+unless ``--force``. In ``--mode full`` MLLMRecR1 reranks the top ``--rerank-topk`` items of
+the SASRec trained in the same comparison (same seed); its row is compared with SASRec's.
 """
 import csv
 import gc
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 import yaml
 
+from recbole_mllmr1.config import properties_path
 from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, random_ranking_metrics
 from recbole_mllmr1.plots import plot_metrics, plot_times
 from recbole_mllmr1.quick_start import run_recbole
@@ -55,15 +58,29 @@ _METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table: a model and the config keys that make this line differ from its model's defaults."""
+    """One line of the table.
+
+    ``overrides``: the config keys that make this line differ from its model's defaults.
+    ``stage``: report the test result of this training stage's best adapter (MLLMRecR1's
+    trainer tests each stage) instead of the run's overall pick.
+    """
 
     name: str
     model: str
     overrides: dict = field(default_factory=dict)
+    stage: str = None
+
+    @property
+    def slug(self):
+        """The row's name for ``--models`` (e.g. ``mllmrecr1-sft-grpo``)."""
+        return _slug(self.name)
 
 
-# The table's rows, in order; ``--models`` picks rows by model. MLLMRecR1's training stages
-# and ablations are one line each, e.g. Row("MLLMRecR1 (SFT+GRPO)", LLM_MODEL, {"stages": [...]}).
+# MLLMRecR1 as the paper trains it: SFT on mixed-grained CoT + answer-only samples, then GRPO.
+_TRAINED = {"stages": ["sft", "grpo"], "sft_data": "mixed"}
+
+# The table's rows, in order; ``--models`` picks rows by model or by row slug. A training
+# stage or an ablation is one more line.
 ROWS = (
     Row("Pop", "Pop"),
     Row("BPR", "BPR"),
@@ -72,9 +89,17 @@ ROWS = (
     Row("NARM", "NARM"),
     Row("SASRec", "SASRec"),
     Row("BERT4Rec", "BERT4Rec"),
-    Row("MLLMRecR1 (zero-shot)", LLM_MODEL),
-    Row("MLLMRecR1 (zero-shot, no image text)", LLM_MODEL, {"use_image_text": False}),
+    Row("MLLMRecR1 (zero-shot)", LLM_MODEL, {"stages": []}),
+    Row("MLLMRecR1 (zero-shot, no image text)", LLM_MODEL, {"stages": [], "use_image_text": False}),
+    Row("MLLMRecR1 (SFT)", LLM_MODEL, _TRAINED, stage="sft"),
+    Row("MLLMRecR1 (SFT+GRPO)", LLM_MODEL, _TRAINED, stage="grpo"),
+    Row("MLLMRecR1 (SFT+GRPO, no image text)", LLM_MODEL, {**_TRAINED, "use_image_text": False}, stage="grpo"),
+    Row("MLLMRecR1 (SFT+GRPO, no CoT samples)", LLM_MODEL, {**_TRAINED, "sft_data": "plain"}, stage="grpo"),
 )
+
+
+def _slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def metric_label(metric):
@@ -94,13 +119,15 @@ def parse_mode(mode):
 
 
 def select_rows(models, mode):
-    """The rows of ``models`` in the order given; a model without a row in ROWS gets a plain row.
+    """The rows named in ``models``, in that order: a model name picks all its rows, a row slug
+    (e.g. ``mllmrecr1-zero-shot``) one row, and any other name a row of that model on its defaults.
 
     In full mode MLLMRecR1 needs the retriever, so SASRec's row is added first when missing.
     """
     rows = []
-    for model in models:
-        rows.extend([row for row in ROWS if row.model == model] or [Row(model, model)])
+    for name in models:
+        matches = [row for row in ROWS if row.model == name] or [row for row in ROWS if row.slug == _slug(name)]
+        rows.extend(row for row in matches or [Row(name, name)] if row not in rows)
     if mode == "full" and any(row.model == LLM_MODEL for row in rows) and not any(row.model == RETRIEVER_MODEL for row in rows):
         print(f"Full ranking: adding {RETRIEVER_MODEL}, the retriever whose top-K {LLM_MODEL} reranks.", flush=True)
         rows.insert(0, next(row for row in ROWS if row.model == RETRIEVER_MODEL))
@@ -147,9 +174,9 @@ def protocol_config(settings, seed):
 
 @dataclass
 class RunSpec:
-    """One (row, seed): everything run_recbole receives, and where its outputs go."""
+    """One run (model, config, seed): everything run_recbole receives, and where its outputs go."""
 
-    row: Row
+    model: str
     seed: int
     config_files: list
     config_dict: dict
@@ -159,40 +186,42 @@ class RunSpec:
 
 
 def config_hash(model, dataset, config_files, hashed_config):
-    """Short hash of what defines a row's results, seed excluded (seeds of one row share it)."""
+    """Short hash of what defines a row's results, seed excluded (seeds of one row share it).
+
+    It covers the plugin's own model yaml too (``properties/model/<Model>.yaml``), so a changed
+    MLLMRecR1 default reruns its rows; RecBole's built-in defaults are taken as fixed.
+    """
+    plugin_defaults = properties_path("model", f"{model}.yaml")
+    files = config_files + ([plugin_defaults] if os.path.isfile(plugin_defaults) else [])
     payload = {
         "model": model,
         "dataset": dataset,
-        "config_files": {os.path.basename(path): open(path, encoding="utf-8").read() for path in config_files},
+        "config_files": {os.path.basename(path): open(path, encoding="utf-8").read() for path in files},
         "config": {key: value for key, value in hashed_config.items() if key != "seed"},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _slug(name):
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def plan_run(row, seed, settings, retriever=None):
-    config_files = [path for path in [baseline_config_file(row.model)] if path]
-    config_dict = {**protocol_config(settings, seed), **row.overrides}
+def plan_run(model, overrides, seed, settings, retriever=None):
+    config_files = [path for path in [baseline_config_file(model)] if path]
+    config_dict = {**protocol_config(settings, seed), **overrides}
     hashed = dict(config_dict)
     if retriever is not None:
         config_dict["rerank_topk"] = hashed["rerank_topk"] = settings.rerank_topk
         config_dict["retriever_checkpoint"] = os.path.join(retriever.run_dir, "model.pth")
         # The retriever's own hash, not its path: the path holds the seed and the output folder.
-        hashed["retriever"] = f"{retriever.row.model} {retriever.config_hash}"
-    cli_overrides = {**settings.overrides, **settings.model_overrides.get(row.model, {})}
+        hashed["retriever"] = f"{retriever.model} {retriever.config_hash}"
+    cli_overrides = {**settings.overrides, **settings.model_overrides.get(model, {})}
     config_dict.update(cli_overrides)
     hashed.update(cli_overrides)
-    digest = config_hash(row.model, settings.dataset, config_files, hashed)
-    run_dir = os.path.join(settings.out, "runs", _slug(row.name), f"seed{seed}-{digest}")
-    return RunSpec(row, seed, config_files, config_dict, digest, run_dir, retriever)
+    digest = config_hash(model, settings.dataset, config_files, hashed)
+    run_dir = os.path.join(settings.out, "runs", f"{_slug(model)}-{digest}", f"seed{seed}")
+    return RunSpec(model, seed, config_files, config_dict, digest, run_dir, retriever)
 
 
-def describe_config(spec, settings):
-    """The config column: the yaml file and every key that differs from the shared protocol."""
-    base = os.path.basename(spec.config_files[0]) if spec.config_files else f"{spec.row.model} defaults"
+def describe_config(row, spec, settings):
+    """The config column: the yaml file, every key that differs from the shared protocol, the reported stage."""
+    base = os.path.basename(spec.config_files[0]) if spec.config_files else f"{spec.model} defaults"
     protocol = protocol_config(settings, spec.seed)
     keys = [
         f"{key}={value}"
@@ -200,7 +229,9 @@ def describe_config(spec, settings):
         if key != "retriever_checkpoint" and (key not in protocol or protocol[key] != value)
     ]
     if spec.retriever is not None:
-        keys.append(f"reranks {spec.retriever.row.name} [{spec.retriever.config_hash}]")
+        keys.append(f"reranks {spec.retriever.model} [{spec.retriever.config_hash}]")
+    if row.stage:
+        keys.append(f"reports stage {row.stage}")
     return " + ".join([base] + keys)
 
 
@@ -236,13 +267,59 @@ def _recbole_reads_no_command_line():
         sys.argv = argv
 
 
+def _checked(evaluation, recbole_result, what):
+    """``evaluation`` after checking that its per-user means are RecBole's (rounded) numbers."""
+    _, per_user = evaluation
+    for metric, values in per_user.items():
+        if metric in recbole_result and abs(values.mean() - recbole_result[metric]) > 1e-4:
+            raise RuntimeError(
+                f"per-user {metric} of the {what} evaluation averages {values.mean():.4f} but RecBole reports "
+                f"{recbole_result[metric]}: the evaluations were not collected in the expected order."
+            )
+    return evaluation
+
+
+def test_evaluations(trainer, test_result):
+    """Per-user test metrics: ``{"final": ...}``, plus ``{stage: ...}`` when the trainer tests each training stage.
+
+    MLLMRecR1's trainer tests every stage's best adapter (zero-shot first) and returns the
+    best one's result; those are the last evaluations, in ``trainer.stage_results`` order.
+    """
+    collector = trainer.eval_collector
+    stage_results = getattr(trainer, "stage_results", None) or {}
+    first = len(collector.evaluations) - len(stage_results)
+    evaluations = {
+        stage: _checked(collector.per_user(first + index), result, f"stage {stage}")
+        for index, (stage, result) in enumerate(stage_results.items())
+    }
+    if stage_results:
+        final = next((evaluations[stage] for stage, result in stage_results.items() if dict(result) == dict(test_result)), None)
+        if final is None:
+            raise RuntimeError(f"the test result matches none of the stage results {list(stage_results)}.")
+    else:
+        final = collector.per_user()
+    evaluations["final"] = _checked(final, test_result, "test")
+    return evaluations
+
+
+def per_user_file(run_dir, evaluation="final"):
+    return os.path.join(run_dir, "per_user.npz" if evaluation == "final" else f"per_user-{evaluation}.npz")
+
+
 def execute_run(spec, settings):
-    """Run one (row, seed) through run_recbole and write its folder; a failure becomes the record's error."""
-    shutil.rmtree(spec.run_dir, ignore_errors=True)
-    os.makedirs(spec.run_dir)
+    """Run ``spec`` through run_recbole and write its folder; a failure becomes the record's error.
+
+    The folder is kept between attempts (MLLMRecR1's trainer resumes an interrupted training
+    from it) unless ``--force``.
+    """
+    if settings.force:
+        shutil.rmtree(spec.run_dir, ignore_errors=True)
+    os.makedirs(spec.run_dir, exist_ok=True)
+    for stale in ("result.json", "error.txt"):
+        if os.path.exists(os.path.join(spec.run_dir, stale)):
+            os.remove(os.path.join(spec.run_dir, stale))
     record = {
-        "row": spec.row.name,
-        "model": spec.row.model,
+        "model": spec.model,
         "seed": spec.seed,
         "dataset": settings.dataset,
         "config_hash": spec.config_hash,
@@ -260,11 +337,11 @@ def execute_run(spec, settings):
         if spec.retriever is not None:
             retriever_record = load_record(spec.retriever.run_dir)
             if retriever_record is None or retriever_record["error"]:
-                raise RuntimeError(f"the retriever {spec.retriever.row.name} failed for seed {spec.seed}: see its row.")
+                raise RuntimeError(f"the retriever {spec.retriever.model} failed for seed {spec.seed}: see its row.")
             record["retriever_finished_at"] = retriever_record["finished_at"]
         with _recbole_reads_no_command_line():
             result = run_recbole(
-                model=spec.row.model,
+                model=spec.model,
                 dataset=settings.dataset,
                 config_file_list=spec.config_files,
                 config_dict={**spec.config_dict, "checkpoint_dir": spec.run_dir},
@@ -272,22 +349,25 @@ def execute_run(spec, settings):
                 trainer_hook=keep_per_user_metrics,
             )
         trainer = trainers[0]
-        user_ids, per_user = trainer.eval_collector.per_user()
-        np.savez(os.path.join(spec.run_dir, "per_user.npz"), user_ids=user_ids, **per_user)
+        evaluations = test_evaluations(trainer, result["test_result"])
+        for name, (user_ids, per_user) in evaluations.items():
+            np.savez(per_user_file(spec.run_dir, name), user_ids=user_ids, **per_user)
+        means = {name: {metric: float(values.mean()) for metric, values in per_user.items()} for name, (_, per_user) in evaluations.items()}
         # A fixed name, so that MLLMRecR1 can find the retriever of its seed.
         if os.path.isfile(trainer.saved_model_file):
             os.replace(trainer.saved_model_file, os.path.join(spec.run_dir, "model.pth"))
         trainable, total = _count_parameters(trainer.model)
         n_items = getattr(trainer.model, "n_items", None)
         record.update(
-            metrics={metric: float(values.mean()) for metric, values in per_user.items()},
+            metrics=means.pop("final"),
+            stage_metrics=means,
             recbole_test_result=dict(result["test_result"]),
             best_valid_result=dict(result["best_valid_result"] or {}),
             train_time_s=result["train_time_s"],
             test_time_s=result["test_time_s"],
             params_trainable=trainable,
             params_total=total,
-            n_users=len(user_ids),
+            n_users=len(evaluations["final"][0]),
             n_items=None if n_items is None else n_items - 1,  # id 0 is RecBole's padding item
         )
         _write_json(os.path.join(spec.run_dir, "config.json"), trainer.config.final_config_dict)
@@ -297,7 +377,7 @@ def execute_run(spec, settings):
             file.write(traceback.format_exc())
     finally:
         trainers.clear()
-        gc.collect()  # MLLMRecR1 rows each hold an LLM: free it before the next row
+        gc.collect()  # MLLMRecR1 runs each hold an LLM: free it before the next run
     record["finished_at"] = datetime.now(timezone.utc).isoformat()
     _write_json(os.path.join(spec.run_dir, "result.json"), record)
     return record
@@ -313,34 +393,60 @@ def is_reusable(record, spec):
     return retriever_record is not None and record.get("retriever_finished_at") == retriever_record["finished_at"]
 
 
+@dataclass
+class RowSeed:
+    """What one row reports for one seed: its run's final test evaluation, or one training stage's."""
+
+    seed: int
+    spec: RunSpec
+    record: dict
+    metrics: dict = None
+    per_user_file: str = None
+    error: str = ""
+
+
+def row_seed(row, spec, record):
+    if record["error"]:
+        return RowSeed(spec.seed, spec, record, error=record["error"])
+    if row.stage is None:
+        return RowSeed(spec.seed, spec, record, record["metrics"], per_user_file(spec.run_dir))
+    if row.stage not in record["stage_metrics"]:
+        tested = ", ".join(record["stage_metrics"]) or "none"
+        return RowSeed(spec.seed, spec, record, error=f"the run tested no stage [{row.stage}] (tested: {tested}): add it to `stages`.")
+    return RowSeed(spec.seed, spec, record, record["stage_metrics"][row.stage], per_user_file(spec.run_dir, row.stage))
+
+
 def run_all(rows, settings):
-    """``{row name: [(spec, record) per seed]}``; the retriever runs before the rows that rerank it."""
+    """``{row name: [RowSeed per seed]}``; the retriever runs before the rows that rerank it, and
+    rows with the same model and config share one run."""
     retriever_row = next((row for row in rows if row.model == RETRIEVER_MODEL), None) if settings.mode == "full" else None
     order = ([retriever_row] if retriever_row else []) + [row for row in rows if row is not retriever_row]
-    retrievers = {}
-    runs = {row.name: [] for row in rows}
+    retrievers, records = {}, {}
+    results = {row.name: [] for row in rows}
     total, done = len(order) * len(settings.seeds), 0
     for row in order:
         for seed in settings.seeds:
             done += 1
             retriever = retrievers.get(seed) if row.model == LLM_MODEL else None
-            spec = plan_run(row, seed, settings, retriever)
+            spec = plan_run(row.model, row.overrides, seed, settings, retriever)
             if row is retriever_row:
                 retrievers[seed] = spec
             label = f"[{done}/{total}] {row.name}, seed {seed} [{spec.config_hash}]"
-            record = load_record(spec.run_dir)
-            if not settings.force and is_reusable(record, spec):
+            if spec.run_dir in records:
+                print(f"{label}: same run as an earlier row", flush=True)
+            elif not settings.force and is_reusable(load_record(spec.run_dir), spec):
+                records[spec.run_dir] = load_record(spec.run_dir)
                 print(f"{label}: finished earlier, reused ({spec.run_dir})", flush=True)
             else:
                 print(f"{label}: running...", flush=True)
-                record = execute_run(spec, settings)
+                record = records[spec.run_dir] = execute_run(spec, settings)
                 outcome = record["error"] or (
                     f"{metric_label(SIGNIFICANCE_METRIC)} {record['metrics'][SIGNIFICANCE_METRIC]:.4f}, "
                     f"train {record['train_time_s']:.0f} s, test {record['test_time_s']:.0f} s"
                 )
                 print(f"{label}: {'FAILED: ' if record['error'] else ''}{outcome}", flush=True)
-            runs[row.name].append((spec, record))
-    return runs
+            results[row.name].append(row_seed(row, spec, records[spec.run_dir]))
+    return results
 
 
 # ---- the table -------------------------------------------------------------------------
@@ -354,39 +460,39 @@ def table_columns():
     )
 
 
-def summarize_row(row, runs, settings):
-    finished = [record for _, record in runs if not record["error"]]
+def summarize_row(row, seeds, settings):
+    finished = [seed for seed in seeds if not seed.error]
     entry = {column: np.nan for column in table_columns()}
-    entry.update(row=row.name, model=row.model, seeds=len(finished), error="")
+    entry.update(row=row.name, model=row.model, seeds=len(finished))
     for metric in METRICS:
-        values = np.array([record["metrics"][metric] for record in finished])
+        values = np.array([seed.metrics[metric] for seed in finished])
         entry[metric_label(metric)] = values.mean() if len(values) else np.nan
         entry[f"{metric_label(metric)} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
     if finished:
+        records = [seed.record for seed in finished]
         entry.update(
             {
-                "users": finished[0]["n_users"],
-                "train s": np.mean([record["train_time_s"] for record in finished]),
-                "eval s": np.mean([record["test_time_s"] for record in finished]),
-                "params trainable": finished[0]["params_trainable"],
-                "params total": finished[0]["params_total"],
+                "users": records[0]["n_users"],
+                "train s": np.mean([record["train_time_s"] for record in records]),
+                "eval s": np.mean([record["test_time_s"] for record in records]),
+                "params trainable": records[0]["params_trainable"],
+                "params total": records[0]["params_total"],
             }
         )
-    spec = runs[0][0]
-    entry["config"] = describe_config(spec, settings)
-    entry["config hash"] = spec.config_hash
-    entry["error"] = "; ".join(f"seed {record['seed']}: {record['error']}" for _, record in runs if record["error"])
+    entry["config"] = describe_config(row, seeds[0].spec, settings)
+    entry["config hash"] = seeds[0].spec.config_hash
+    entry["error"] = "; ".join(f"seed {seed.seed}: {seed.error}" for seed in seeds if seed.error)
     return entry
 
 
-def random_entry(settings, runs):
+def random_entry(settings, results):
     """Expected metrics of a uniformly random ranking of each user's candidates."""
     entry = {column: np.nan for column in table_columns()}
     entry.update(row=RANDOM_ROW, model="", seeds="", error="", **{"config hash": ""})
     n_candidates = parse_mode(settings.mode)
     if n_candidates is None:  # full ranking: every item (RecBole also masks the user's history, ignored here)
-        n_candidates = next((record["n_items"] for row_runs in runs.values() for _, record in row_runs
-                             if not record["error"] and record.get("n_items")), None)
+        n_candidates = next((seed.record["n_items"] for seeds in results.values() for seed in seeds
+                             if not seed.record["error"] and seed.record.get("n_items")), None)
     if n_candidates is None:
         entry["error"] = "full ranking needs the number of items, which comes from a finished run: none finished."
         return entry
@@ -396,35 +502,34 @@ def random_entry(settings, runs):
     return entry
 
 
-def paired_values(runs, reference_runs, metric):
+def paired_values(seeds, reference_seeds, metric):
     """Per-user ``metric`` of two rows over their common seeds and users, aligned by (seed, user)."""
     values, reference = [], []
-    reference_dirs = {spec.seed: spec.run_dir for spec, record in reference_runs if not record["error"]}
-    for spec, record in runs:
-        if record["error"] or spec.seed not in reference_dirs:
+    reference_files = {seed.seed: seed.per_user_file for seed in reference_seeds if not seed.error}
+    for seed in seeds:
+        if seed.error or seed.seed not in reference_files:
             continue
-        ours = np.load(os.path.join(spec.run_dir, "per_user.npz"))
-        theirs = np.load(os.path.join(reference_dirs[spec.seed], "per_user.npz"))
+        ours, theirs = np.load(seed.per_user_file), np.load(reference_files[seed.seed])
         _, our_index, their_index = np.intersect1d(ours["user_ids"], theirs["user_ids"], return_indices=True)
         values.append(ours[metric][our_index])
         reference.append(theirs[metric][their_index])
     return (np.concatenate(values), np.concatenate(reference)) if values else (None, None)
 
 
-def add_significance(entries, runs):
+def add_significance(entries, results):
     """p-value of each row against the best baseline (best non-MLLMRecR1 row by NDCG@10), paired over users."""
     label = metric_label(SIGNIFICANCE_METRIC)
-    baselines = [e for e in entries if e["model"] not in ("", LLM_MODEL) and e["seeds"]]
+    baselines = [entry for entry in entries if entry["model"] not in ("", LLM_MODEL) and entry["seeds"]]
     if not baselines:
         return None
-    best = max(baselines, key=lambda e: e[label])
+    best = max(baselines, key=lambda entry: entry[label])
     for entry in entries:
         if entry is best:
             entry["vs best baseline"] = "best baseline"
             continue
-        if entry["row"] not in runs:
+        if entry["row"] not in results:
             continue
-        values, reference = paired_values(runs[entry["row"]], runs[best["row"]], SIGNIFICANCE_METRIC)
+        values, reference = paired_values(results[entry["row"]], results[best["row"]], SIGNIFICANCE_METRIC)
         if values is None or len(values) == 0:
             continue
         p_value = paired_bootstrap_p_value(values, reference)
@@ -435,9 +540,9 @@ def add_significance(entries, runs):
     return best["row"]
 
 
-def build_table(rows, runs, settings):
-    entries = [random_entry(settings, runs)] + [summarize_row(row, runs[row.name], settings) for row in rows]
-    best = add_significance(entries, runs)
+def build_table(rows, results, settings):
+    entries = [random_entry(settings, results)] + [summarize_row(row, results[row.name], settings) for row in rows]
+    best = add_significance(entries, results)
     return entries, best
 
 
@@ -456,7 +561,14 @@ def command_line(settings):
 
 
 def machine():
-    return f"{platform.platform()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+    """One line naming the machine the table was made on (timings depend on it)."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}; "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def _format(value, std=np.nan, digits=4):
@@ -575,7 +687,8 @@ def add_arguments(parser):
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (default: ml-100k)")
     parser.add_argument("--mode", default="uni9", help="evaluation mode: full, uniN or popN (default: uni9)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help=f"comma-separated models; {LLM_MODEL} stands for all its rows (default: %(default)s)")
+                        help=f"comma-separated models (all their rows) or row slugs, e.g. Pop,SASRec,mllmrecr1-zero-shot; "
+                             f"rows: {', '.join(row.slug for row in ROWS)} (default: %(default)s)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/compare/<dataset>-<mode>)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default: 0)")
     parser.add_argument("--force", action="store_true", help="rerun rows whose results already exist")
@@ -593,8 +706,8 @@ def run(args):
     os.makedirs(settings.out, exist_ok=True)
     rows = select_rows(settings.models, settings.mode)
     print(f"Comparing {len(rows)} rows x {len(settings.seeds)} seeds on {settings.dataset} ({settings.mode}) into {settings.out}", flush=True)
-    runs = run_all(rows, settings)
-    entries, best = build_table(rows, runs, settings)
+    results = run_all(rows, settings)
+    entries, best = build_table(rows, results, settings)
     print(write_outputs(entries, best, settings), flush=True)
     print(f"Wrote results.csv, results.md, metrics.png and time.png to {settings.out}", flush=True)
     return 0

@@ -70,10 +70,10 @@ def random_ranking_metrics(n_candidates, metrics=METRICS):
 
 
 class PerUserCollector(Collector):
-    """RecBole's Collector that also keeps the most recent evaluation's per-user top-k hits.
+    """RecBole's Collector that also keeps every evaluation's per-user top-k hits, in order.
 
-    After an evaluation, ``user_ids`` (``[users]``) and ``topk_hits`` (``[users, K + 1]``, the
-    ``rec.topk`` matrix) describe it; the next evaluation replaces them.
+    ``evaluations[i]`` is ``(user_ids [users], rec.topk [users, K + 1])`` of the i-th
+    evaluation (validations during training, then the test evaluation(s)).
     """
 
     def __init__(self, config):
@@ -81,8 +81,7 @@ class PerUserCollector(Collector):
         if not self.register.need("rec.topk"):
             raise ValueError(f"metrics {config['metrics']} need no top-k ranking: add Hit, NDCG or MRR to `metrics`.")
         self._batch_users = []
-        self.user_ids = None
-        self.topk_hits = None  # not `topk`: Collector keeps the cut-offs there
+        self.evaluations = []
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
@@ -94,13 +93,13 @@ class PerUserCollector(Collector):
 
     def get_data_struct(self):
         struct = super().get_data_struct()
-        self.user_ids = torch.cat(self._batch_users).numpy()
-        self.topk_hits = struct.get("rec.topk").numpy()
+        self.evaluations.append((torch.cat(self._batch_users).numpy(), struct.get("rec.topk").numpy()))
         self._batch_users = []
         return struct
 
-    def per_user(self, metrics=METRICS):
-        """``(user_ids, {metric: values})`` of the most recent evaluation."""
-        if self.topk_hits is None:
+    def per_user(self, index=-1, metrics=METRICS):
+        """``(user_ids, {metric: values})`` of evaluation ``index`` (default: the most recent)."""
+        if not self.evaluations:
             raise RuntimeError("No evaluation has been collected yet.")
-        return self.user_ids, metrics_from_topk(self.topk_hits[:, :-1], self.topk_hits[:, -1], metrics)
+        user_ids, topk_hits = self.evaluations[index]
+        return user_ids, metrics_from_topk(topk_hits[:, :-1], topk_hits[:, -1], metrics)

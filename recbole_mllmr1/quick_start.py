@@ -60,6 +60,17 @@ def data_preparation(config, dataset):
     return train_data, valid_data, test_data
 
 
+def prepare_run(config):
+    """RecBole's dataset, split and dataloaders for ``config``, and the initialised model."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return model, train_data, valid_data, test_data
+
+
 def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, trainer_hook=None):
     """Train (if the model trains) and test ``model`` on ``dataset``; returns RecBole's result dict.
 
@@ -73,12 +84,7 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     logger.info(sys.argv)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model, train_data, valid_data, test_data = prepare_run(config)
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

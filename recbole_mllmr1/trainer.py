@@ -5,10 +5,12 @@ import logging
 import os
 
 import yaml
+from accelerate import PartialState
 from recbole.trainer import Trainer
 from recbole.utils import init_seed, set_color
 
 from recbole_mllmr1.config import properties_path
+from recbole_mllmr1.recommend import RUN_CONFIG
 
 ZERO_SHOT = "zero-shot"
 # Keys that change how results are computed but not what is trained or selected.
@@ -45,6 +47,8 @@ class MLLMRecR1Trainer(Trainer):
         from recbole_mllmr1.training.stages import STAGES
 
         self.logger = logging.getLogger()
+        # Under `accelerate launch` (DDP / DeepSpeed) TRL trains on every process.
+        self.distributed = PartialState()
         self.stages = list(config["stages"] or [])
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
@@ -54,6 +58,9 @@ class MLLMRecR1Trainer(Trainer):
         if self.stages:
             self._attach_lora()
             self._load_progress()
+            # What `recbole-mllmr1 recommend --checkpoint <run dir>` needs to rebuild this model.
+            if self.distributed.is_main_process:
+                _write_json(os.path.join(self.run_dir, RUN_CONFIG), {"dataset": config["dataset"], **config.external_config_dict})
 
     # ---- state on disk --------------------------------------------------------------
     def _attach_lora(self):
@@ -64,7 +71,10 @@ class MLLMRecR1Trainer(Trainer):
         self.model.llm = get_peft_model(self.model.llm, lora_config(self.config))
         self.model.scorer.model = self.model.llm
         trainable, total = self.model.llm.get_nb_trainable_parameters()
-        self.logger.info(f"LoRA adapter: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+        self.logger.info(
+            f"LoRA adapter: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); "
+            f"training on {self.distributed.num_processes} process(es)"
+        )
 
     def _load_progress(self):
         history_file = os.path.join(self.run_dir, "history.jsonl")
@@ -84,16 +94,24 @@ class MLLMRecR1Trainer(Trainer):
         if not self.stages:
             return
         self.history.append(entry)
+        if not self.distributed.is_main_process:
+            return
         os.makedirs(self.run_dir, exist_ok=True)
         with open(os.path.join(self.run_dir, "history.jsonl"), "a") as file:
             file.write(json.dumps(entry, default=str) + "\n")
 
     def save_progress(self):
-        _write_json(os.path.join(self.run_dir, "progress.json"), {"best": self.best, "stage_best": self.stage_best})
+        if self.distributed.is_main_process:
+            _write_json(os.path.join(self.run_dir, "progress.json"), {"best": self.best, "stage_best": self.stage_best})
 
     def save_adapter(self, folder):
-        """The LoRA adapter in PEFT format (``PeftModel.from_pretrained`` loads it)."""
-        self.model.llm.save_pretrained(folder)
+        """The LoRA adapter in PEFT format (``PeftModel.from_pretrained`` loads it).
+
+        Every process validates identically (so all agree on early stopping); one writes.
+        """
+        if self.distributed.is_main_process:
+            self.model.llm.save_pretrained(folder)
+        self.distributed.wait_for_everyone()
 
     def load_adapter(self, folder):
         from peft import set_peft_model_state_dict
@@ -105,7 +123,10 @@ class MLLMRecR1Trainer(Trainer):
     def validate(self, stage, step, valid_data):
         """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``."""
         self.model.reason_before_answer = self._reasons_after(stage)
+        was_training = self.model.llm.training
         score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
+        # RecBole's evaluate leaves the model in eval mode; TRL reads the mode to file its step metrics.
+        self.model.llm.train(was_training)
         self.record({"stage": stage, "step": step, "kind": "valid", "score": score, "result": dict(result)})
         self.logger.info(set_color(f"{stage} step {step} valid", "blue") + f": {self.valid_metric}={score:.4f} {dict(result)}")
         # >= as in RecBole's early_stopping, so the overall best is always some stage's best adapter.
@@ -117,7 +138,6 @@ class MLLMRecR1Trainer(Trainer):
         return score, result
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        from recbole_mllmr1.training.curves import plot_training_curves
         from recbole_mllmr1.training.stages import STAGES
 
         if not self.stages:
@@ -137,17 +157,30 @@ class MLLMRecR1Trainer(Trainer):
             else:
                 self.logger.info(set_color(f"Stage {stage}", "green") + f" -> {stage_dir}")
                 STAGES[stage](self, train_data, valid_data, stage_dir)
-                _write_json(os.path.join(stage_dir, "done.json"), {"best": self.stage_best.get(stage)})
+                if self.distributed.is_main_process:
+                    _write_json(os.path.join(stage_dir, "done.json"), {"best": self.stage_best.get(stage)})
+                self.distributed.wait_for_everyone()
             # The next stage continues from this stage's best adapter, as model selection chose it.
             self.load_adapter(os.path.join(stage_dir, "best_adapter"))
 
-        plot = plot_training_curves(self.history, self.valid_metric, os.path.join(self.run_dir, "reward_vs_valid.png"))
-        log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-        for log_file in log_files:
-            plot_training_curves(self.history, self.valid_metric, os.path.splitext(log_file)[0] + "-reward_vs_valid.png")
-        self.logger.info(f"Train reward vs. validation plot: {plot}")
+        if self.distributed.is_main_process:
+            self._plot_curves()
         self.best_valid_score, _, _, self.best_valid_result = self.best
         return self.best_valid_score, self.best_valid_result
+
+    def _plot_curves(self):
+        """The reward-vs-validation PNG, in the run folder and next to the RecBole log."""
+        from recbole_mllmr1.training.curves import plot_training_curves
+
+        paths = [os.path.join(self.run_dir, "reward_vs_valid.png")]
+        paths += [
+            os.path.splitext(h.baseFilename)[0] + "-reward_vs_valid.png"
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.FileHandler)
+        ]
+        for path in paths:
+            plot_training_curves(self.history, self.valid_metric, path)
+        self.logger.info(f"Train reward vs. validation plot: {', '.join(paths)}")
 
     def _reasons_after(self, stage):
         """Whether evaluation first lets the model reason (greedy) and scores after its reasoning."""

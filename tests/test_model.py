@@ -2,24 +2,18 @@
 import numpy as np
 import pytest
 import torch
-from recbole.data import create_dataset
 from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
 from recbole_mllmr1.config import Config
-from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import MLLMRecR1, listing_order, strict_rank_scores
-from recbole_mllmr1.quick_start import data_preparation
+from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import listing_order, strict_rank_scores
+from recbole_mllmr1.quick_start import prepare_run
 from recbole_mllmr1.trainer import MLLMRecR1Trainer
 from tests.conftest import TINY_CONFIG, write_tiny_dataset
 
 
 def build(dataset_name, config_dict):
     config = Config(model="MLLMRecR1", dataset=dataset_name, config_dict={"state": "WARNING", "show_progress": False, **config_dict})
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = MLLMRecR1(config, train_data._dataset)
-    return config, model, train_data, valid_data, test_data
+    return (config, *prepare_run(config))
 
 
 @pytest.fixture(scope="module")

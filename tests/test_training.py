@@ -116,3 +116,42 @@ def test_trl_configs_carry_every_setting_explicitly():
     assert grpo.max_completion_length == config["grpo_max_completion_length"] and not grpo.bf16 and grpo.use_cpu
     sft = settings.sft_config(config, "/tmp/unused")
     assert sft.learning_rate == config["sft_learning_rate"] and sft.completion_only_loss and not sft.bf16
+
+
+@pytest.mark.slow
+def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, tiny_data_path):
+    from recbole_mllmr1.cli import main as cli_main
+    from recbole_mllmr1.recommend import recommend
+
+    _, run_dir, _ = trained_run
+    result = recommend(run_dir, "u3", data_path=tiny_data_path)
+    assert 0 < len(result["history"]) <= 10 and len(result["candidates"]) == 20
+    history_tokens = {token for token, _ in result["history"]}
+    assert not history_tokens & {token for _, token, _ in result["candidates"]}  # seen items are not recommended
+    assert abs(sum(p for _, _, p in result["ranking"]) - 1.0) < 1e-3
+    assert isinstance(result["reasoning"], str)
+    assert cli_main(["recommend", "--checkpoint", run_dir, "--user", "u3", "--data-path", tiny_data_path, "--no-reasoning"]) == 0
+
+
+@pytest.mark.slow
+def test_grpo_trains_on_two_cpu_processes_with_accelerate(tiny_data_path, default_llm_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_quick_start import TINY_ARGS
+
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    command = [
+        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "-m", "recbole_mllmr1", "--model=MLLMRecR1", *[a for a in TINY_ARGS if "stages" not in a],
+        f"--data_path={tiny_data_path}", f"--checkpoint_dir={tmp_path}", "--stages=['grpo']", "--grpo_steps=2",
+        "--eval_step=2", "--grpo_batch_size=2", "--grpo_num_generations=2", "--grpo_max_completion_length=6",
+        "--train_samples=8", "--train_candidates=5", "--eval_user_sample=6", "--max_reasoning_tokens=4", "--state=INFO",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "training on 2 process(es)" in output and "test result" in output
+    (run_dir,) = glob.glob(os.path.join(tmp_path, "MLLMRecR1-tiny-*"))
+    assert os.path.isfile(os.path.join(run_dir, "grpo", "done.json"))
+    assert os.path.isfile(os.path.join(run_dir, "best_adapter", "adapter_model.safetensors"))

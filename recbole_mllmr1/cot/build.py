@@ -96,7 +96,7 @@ def _prompt_templates():
     return {
         "pseudo_cot": prompts.pseudo_cot_messages([("ITEM", "TEXT")]),
         "refinement": prompts.refinement_messages("NOTES"),
-        "reply_prefix": prompts.REFINE_REPLY_PREFIX,
+        "scaffold": prompts.REFINE_SCAFFOLD,
         "criteria": [prompts.MIN_CRITERIA, prompts.MAX_CRITERIA],
     }
 
@@ -109,18 +109,81 @@ def _cot_subset(n_plain, num_samples, seed):
     return sorted(int(i) for i in rng.choice(n_plain, size=num_samples, replace=False))
 
 
-def _teacher_replies(teacher, conversations, settings, cache, stage, reply_prefix, show_progress):
-    keys = [content_key("teacher", teacher.identity, messages, reply_prefix, settings.generation.as_dict()) for messages in conversations]
+def _teacher_replies(teacher, conversations, settings, cache, stage, scaffold, show_progress):
+    keys = [content_key("teacher", teacher.identity, messages, scaffold, settings.generation.as_dict()) for messages in conversations]
     return cache.fill(
         keys,
         conversations,
-        lambda batch: teacher.generate(batch, settings.generation, reply_prefix=reply_prefix),
+        lambda batch: teacher.generate(batch, settings.generation, scaffold=scaffold),
         teacher.batch_size,
         desc=f"CoT teacher: {stage}",
         show_progress=show_progress,
         stage=stage,
         teacher=teacher.identity,
     )
+
+
+def _pseudo_cots(model, teacher, cot_samples, settings, cache, show_progress):
+    """a. The teacher's notes on each sample's history alone: no candidate, no target, nothing after it."""
+    conversations = [
+        prompts.pseudo_cot_messages([model.catalog.entry(i, model.use_image_text) for i in sample.history])
+        for sample in cot_samples
+    ]
+    return _teacher_replies(teacher, conversations, settings, cache, "pseudo-CoT", (), show_progress)
+
+
+def _refine(teacher, pseudo_cots, settings, cache, show_progress):
+    """b. ``(refinement replies, rationale texts, drop reasons)`` by sample index; nothing is dropped silently."""
+    to_refine = [i for i, text in enumerate(pseudo_cots) if text.strip()]
+    conversations = [prompts.refinement_messages(pseudo_cots[i]) for i in to_refine]
+    refined = dict(zip(to_refine, _teacher_replies(teacher, conversations, settings, cache, "refinement", prompts.REFINE_SCAFFOLD, show_progress)))
+    rationales, reasons = {}, {}
+    for i in range(len(pseudo_cots)):
+        if i not in refined:
+            reasons[i] = "dropped: empty pseudo-CoT reply"
+            continue
+        try:
+            rationales[i] = prompts.parse_rationale(refined[i]).text()
+        except prompts.RationaleParseError as error:
+            reasons[i] = f"dropped: unparseable refinement: {error}"
+    return refined, rationales, reasons
+
+
+def _measure(model, cot_samples, rationales, scorer_identity, cache, show_progress):
+    """c. The measured :class:`~recbole_mllmr1.cot.confidence.Confidence` of every parsed rationale, by sample index."""
+    scored = sorted(rationales)
+    prompt_pairs = [confidence.scoring_prompts(model, cot_samples[i], rationales[i]) for i in scored]
+    n_candidates = [len(cot_samples[i].candidates) for i in scored]
+    was_training = model.llm.training
+    model.llm.eval()  # dropout would make the scores noisy
+    try:
+        log_probs = confidence.cached_log_probs(
+            model.scorer,
+            scorer_identity,
+            [prompt for pair in prompt_pairs for prompt in pair],
+            [n for n in n_candidates for _ in range(2)],
+            cache,
+            show_progress,
+        )
+    finally:
+        model.llm.train(was_training)
+    return {
+        i: confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], cot_samples[i].target_index)
+        for k, i in enumerate(scored)
+    }
+
+
+def _numbers(measured):
+    """The provenance numbers of a :class:`Confidence`, or Nones when the sample was not scored."""
+    if measured is None:
+        return {"confidence": None, "gain": None, "rank": None, "log_prob": None, "log_prob_without": None}
+    return {
+        "confidence": measured.probability,
+        "gain": measured.gain,
+        "rank": measured.rank,
+        "log_prob": measured.log_prob,
+        "log_prob_without": measured.log_prob_without,
+    }
 
 
 def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True, teacher=None):
@@ -149,64 +212,13 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
         logger.info(f"Mixed-grained CoT file is up to date: {path}")
         return path
 
-    user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
-    item_tokens = model.catalog.item_tokens
     cot_samples = [samples[i] for i in _cot_subset(len(samples), settings.num_samples, settings.seed)]
     teacher_cache = JsonlCache(os.path.join(folder, "teacher.jsonl"))
-    score_cache = JsonlCache(os.path.join(folder, "scores.jsonl"))
-
-    # a. Pseudo-CoT from the history alone: no candidate, no target, nothing after it.
-    pseudo_conversations = [
-        prompts.pseudo_cot_messages([model.catalog.entry(i, model.use_image_text) for i in sample.history])
-        for sample in cot_samples
-    ]
-    pseudo_cots = _teacher_replies(teacher, pseudo_conversations, settings, teacher_cache, "pseudo-CoT", "", show_progress)
-
-    # b. Refinement into the four steps; a reply that does not parse is dropped with its reason.
-    to_refine = [i for i, text in enumerate(pseudo_cots) if text.strip()]
-    refined = dict(
-        zip(
-            to_refine,
-            _teacher_replies(
-                teacher,
-                [prompts.refinement_messages(pseudo_cots[i]) for i in to_refine],
-                settings,
-                teacher_cache,
-                "refinement",
-                prompts.REFINE_REPLY_PREFIX,
-                show_progress,
-            ),
-        )
-    )
-    rationales, reasons, reliable = {}, {}, []
-    for i in range(len(cot_samples)):
-        if i not in refined:
-            reasons[i] = "dropped: empty pseudo-CoT reply"
-            continue
-        try:
-            rationales[i] = prompts.parse_rationale(refined[i]).text()
-        except prompts.RationaleParseError as error:
-            reasons[i] = f"dropped: unparseable refinement: {error}"
-
-    # c. Measured confidence: the scoring model with and without the rationale.
-    scored = sorted(rationales)
-    prompt_pairs = [confidence.scoring_prompts(model, cot_samples[i], rationales[i]) for i in scored]
-    n_candidates = [len(cot_samples[i].candidates) for i in scored]
-    was_training = model.llm.training
-    model.llm.eval()
-    try:
-        log_probs = confidence.cached_log_probs(
-            model.scorer,
-            [prompt for pair in prompt_pairs for prompt in pair],
-            [n for n in n_candidates for _ in range(2)],
-            score_cache,
-            show_progress,
-        )
-    finally:
-        model.llm.train(was_training)
-    measured = {}
-    for position, i in enumerate(scored):
-        measured[i] = confidence.measure(log_probs[2 * position], log_probs[2 * position + 1], cot_samples[i].target_index)
+    pseudo_cots = _pseudo_cots(model, teacher, cot_samples, settings, teacher_cache, show_progress)
+    refined, rationales, reasons = _refine(teacher, pseudo_cots, settings, teacher_cache, show_progress)
+    measured = _measure(model, cot_samples, rationales, scorer_identity, JsonlCache(os.path.join(folder, "scores.jsonl")), show_progress)
+    reliable = []
+    for i in sorted(measured):
         why_not = confidence.drop_reason(measured[i], settings.min_gain, settings.min_prob)
         if why_not:
             reasons[i] = f"dropped: {why_not}"
@@ -214,48 +226,38 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
             reasons[i] = f"kept: gain {measured[i].gain:+.4f}, probability {measured[i].probability:.4f}"
             reliable.append(i)
 
-    # d. Mixed-grained file: every plain row, reliable CoT rows at cot_ratio.
-    def row(sample, record, kind, reason, measure=None):
-        return {
-            **record,
-            "kind": kind,
-            "user": str(user_tokens[sample.user_id]),
-            "target": item_tokens[sample.target],
-            "target_label": sample.target_label,
-            "confidence": None if measure is None else measure.probability,
-            "gain": None if measure is None else measure.gain,
-            "rank": None if measure is None else measure.rank,
-            "kept": True,
-            "reason": reason,
-        }
+    # d. Every plain row, and reliable CoT rows at cot_ratio.
+    user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
+    item_tokens = model.catalog.item_tokens
 
-    plain_rows = [row(sample, record, "plain", "plain sample") for sample, record in zip(samples, plain_records)]
-    cot_rows = [row(cot_samples[i], answer_record(model, cot_samples[i], rationales[i]), "cot", reasons[i], measured[i]) for i in reliable]
+    def identity(sample):
+        return {"user": str(user_tokens[sample.user_id]), "target": item_tokens[sample.target], "target_label": sample.target_label}
+
+    def training_row(sample, record, kind, reason, numbers):
+        shown = {key: numbers[key] for key in ("confidence", "gain", "rank")}
+        return {**record, "kind": kind, **identity(sample), **shown, "kept": True, "reason": reason}
+
+    plain_rows = [training_row(s, record, "plain", "plain sample", _numbers(None)) for s, record in zip(samples, plain_records)]
+    cot_rows = [
+        training_row(cot_samples[i], answer_record(model, cot_samples[i], rationales[i]), "cot", reasons[i], _numbers(measured[i]))
+        for i in reliable
+    ]
     training_rows, injected = mix(plain_rows, cot_rows, settings.ratio, settings.seed)
     injected_samples = {reliable[j] for j in injected}
-
-    provenance = []
-    for i, sample in enumerate(cot_samples):
-        numbers = {**asdict(measured[i]), "gain": measured[i].gain} if i in measured else {}
-        provenance.append(
-            {
-                "user": str(user_tokens[sample.user_id]),
-                "target": item_tokens[sample.target],
-                "target_label": sample.target_label,
-                "history": [item_tokens[item] for item in sample.history],
-                "pseudo_cot": pseudo_cots[i],
-                "refinement": refined.get(i),
-                "rationale": rationales.get(i),
-                "confidence": numbers.get("probability"),
-                "gain": numbers.get("gain"),
-                "rank": numbers.get("rank"),
-                "log_prob": numbers.get("log_prob"),
-                "log_prob_without": numbers.get("log_prob_without"),
-                "kept": i in reliable,
-                "injected": i in injected_samples,
-                "reason": reasons[i],
-            }
-        )
+    provenance = [
+        {
+            **identity(sample),
+            "history": [item_tokens[item] for item in sample.history],
+            "pseudo_cot": pseudo_cots[i],
+            "refinement": refined.get(i),
+            "rationale": rationales.get(i),
+            **_numbers(measured.get(i)),
+            "kept": i in reliable,
+            "injected": i in injected_samples,
+            "reason": reasons[i],
+        }
+        for i, sample in enumerate(cot_samples)
+    ]
     # The training file last: its existence means both files are complete.
     write_jsonl_atomically(provenance_path(path), provenance)
     write_jsonl_atomically(path, training_rows)

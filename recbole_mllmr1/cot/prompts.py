@@ -2,8 +2,9 @@
 
 The pseudo-CoT prompt shows the user's history and nothing else: no candidates (they hold
 the target) and no later interaction. The refinement prompt shows only the teacher's own
-notes. A one-shot example from another domain (books) and a reply prefilled with the first
-heading keep small teachers on the four-step format without lending them movie content.
+notes. A one-shot example from another domain (books) and the reply's line openers
+(:data:`REFINE_SCAFFOLD`, written by teachers that can) keep small teachers on the four-step
+format without lending them movie content.
 """
 import re
 from dataclasses import dataclass
@@ -29,7 +30,14 @@ _EXAMPLE_NOTES = (
 )
 STEP_NAMES = ("Preference signals", "Next intent", "Retrieval criteria", "Next-item profile")
 MIN_CRITERIA, MAX_CRITERIA = 3, 5
-REFINE_REPLY_PREFIX = f"1. {STEP_NAMES[0]}:"
+# The refinement's line openers (see teachers.LineScaffold): the four headings, MIN_CRITERIA bullets.
+REFINE_SCAFFOLD = (
+    f"1. {STEP_NAMES[0]}:",
+    f"2. {STEP_NAMES[1]}:",
+    f"3. {STEP_NAMES[2]}:\n-",
+    *["-"] * (MIN_CRITERIA - 1),
+    f"4. {STEP_NAMES[3]}:",
+)
 
 
 @dataclass(frozen=True)
@@ -160,4 +168,24 @@ def parse_rationale(reply):
         raise RationaleParseError(
             f"step 3 ({STEP_NAMES[2]}) lists {len(criteria)} distinct criteria; {MIN_CRITERIA} to {MAX_CRITERIA} are needed"
         )
-    return Rationale(texts[1], texts[2], criteria, texts[4])
+    rationale = Rationale(texts[1], texts[2], criteria, texts[4])
+    _reject_copied_example(rationale)
+    return rationale
+
+
+def _reject_copied_example(rationale):
+    """Small teachers sometimes repeat the one-shot example (about books) instead of the user: not a rationale."""
+
+    def normal(text):
+        return _clean(text).lower().rstrip(".")
+
+    copied = [
+        f"{number} ({STEP_NAMES[number - 1]})"
+        for number, attribute in ((1, "preference_signals"), (2, "next_intent"), (4, "next_item_profile"))
+        if normal(getattr(rationale, attribute)) == normal(getattr(_EXAMPLE_RATIONALE, attribute))
+    ]
+    example_criteria = {normal(c) for c in _EXAMPLE_RATIONALE.retrieval_criteria}
+    if sum(normal(c) in example_criteria for c in rationale.retrieval_criteria) >= 2:
+        copied.append(f"3 ({STEP_NAMES[2]})")
+    if copied:
+        raise RationaleParseError(f"step(s) {', '.join(copied)} copy the format example instead of describing the user")

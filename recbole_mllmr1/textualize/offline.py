@@ -26,7 +26,7 @@ def compose_description(colour_sentence, concepts, printed_text):
 class OfflineDescriber:
     backend = "offline"
     # Part of every cache key: bump the version whenever the wording or a model changes.
-    model = "efficientnet-lite0+rapidocr-ppocrv4+palette/v1"
+    model = "efficientnet-lite0+rapidocr-ppocrv4+palette/v2"
     prompt = ""
 
     def describe(self, images):

@@ -108,7 +108,7 @@ def run_grpo(recbole_trainer, train_data, valid_data, stage_dir):
     trainer = GRPOTrainer(
         model=model.llm,
         reward_funcs=get_rewards(config["grpo_rewards"]),
-        args=settings.grpo_config(config, stage_dir),
+        args=settings.grpo_config(config, stage_dir, num_processes=recbole_trainer.distributed.num_processes),
         train_dataset=Dataset.from_list(grpo_records(recbole_trainer, train_data)),
         processing_class=model.tokenizer,
         callbacks=[RecBoleSelection(recbole_trainer, valid_data, "grpo", stage_dir)],

@@ -91,6 +91,7 @@ class MLLMRecR1(SequentialRecommender):
         # Set by the trainer: after GRPO the model reasons before it answers, and is scored after its reasoning.
         self.reason_before_answer = False
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
+        self._example_logged = False
 
         # Full-ranking retriever. Popularity: training-interaction counts, a buffer so it follows .to(device).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
@@ -130,6 +131,9 @@ class MLLMRecR1(SequentialRecommender):
             plans.append((order, chunks))
         prefixes = self.reasoning(messages) if self.reason_before_answer else [""] * len(messages)
         prompts = [render_prompt(self.tokenizer, m, prefix) for m, prefix in zip(messages, prefixes)]
+        if prompts and not self._example_logged:
+            self.logger.info(f"Example scoring prompt (candidates are scored by the next-token letter):\n{prompts[0]}")
+            self._example_logged = True
         chunk_log_probs = iter(self.scorer.log_probs(prompts, [len(c) for _, chunks in plans for c in chunks]))
         results = []
         for order, chunks in plans:
@@ -201,6 +205,22 @@ class MLLMRecR1(SequentialRecommender):
             scores[start:end] = strict_rank_scores(log_probs, order)
         return torch.from_numpy(scores).float().to(interaction[self.ITEM_ID].device)
 
+    def retrieval_scores(self, interaction):
+        """``[B, n_items]`` retriever scores; padding and the user's own history get -inf."""
+        users = interaction[self.USER_ID]
+        if self.retriever is None:
+            retrieval = self.popularity.cpu().repeat(len(users), 1)
+        else:
+            with torch.no_grad():
+                retrieval = self.retriever.full_sort_predict(interaction).view(len(users), -1).float().cpu()
+        retrieval[:, 0] = -np.inf
+        retrieval.scatter_(1, interaction[self.ITEM_SEQ].cpu(), -np.inf)
+        return retrieval
+
+    def retrieve(self, interaction):
+        """The retriever's top ``rerank_topk`` item ids per user: the candidates the LLM reranks."""
+        return torch.topk(self.retrieval_scores(interaction), self.rerank_topk, dim=1).indices.tolist()
+
     def full_sort_predict(self, interaction):
         """Scores over all items: the LLM reranks the retriever's top ``rerank_topk``.
 
@@ -210,13 +230,7 @@ class MLLMRecR1(SequentialRecommender):
         users = interaction[self.USER_ID].cpu()
         item_seq = interaction[self.ITEM_SEQ].cpu()
         item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
-        if self.retriever is None:
-            retrieval = self.popularity.cpu().repeat(len(users), 1)
-        else:
-            with torch.no_grad():
-                retrieval = self.retriever.full_sort_predict(interaction).view(len(users), -1).float().cpu()
-        retrieval[:, 0] = -np.inf  # padding item
-        retrieval.scatter_(1, item_seq, -np.inf)  # the user's own history is not recommended again
+        retrieval = self.retrieval_scores(interaction)
         retrieval_order = torch.argsort(retrieval, dim=1, descending=True, stable=True)
         scores = torch.empty_like(retrieval)
         rank_scores = torch.arange(self.n_items, 0, -1, dtype=scores.dtype)
