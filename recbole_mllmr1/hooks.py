@@ -1,11 +1,6 @@
 """Data hooks that MLLMRecR1 runs while it prepares its items: image textualization."""
-import glob
 import os
 from logging import getLogger
-
-from recbole_mllmr1.llm import cache_root
-
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
 
 def item_images(config, dataset):
@@ -19,22 +14,18 @@ def item_images(config, dataset):
         root = image_dir or config["data_path"]
         id2token = dataset.field2id_token[image_field]
         values = {str(item_tokens[i]): str(id2token[int(v)]) for i, v in enumerate(dataset.item_feat[image_field]) if i and int(v)}
-        urls = [token for token, value in values.items() if value.startswith(("http://", "https://"))]
+        urls = {token for token, value in values.items() if value.startswith(("http://", "https://"))}
         if urls:
             getLogger().warning(
                 f"{len(urls)} items of [{dataset.dataset_name}] have an image URL, not a file: they get no image text. "
                 "Convert with --download-images to fetch them."
             )
-        return {token: os.path.join(root, value) for token, value in values.items() if token not in set(urls)}
+        return {token: os.path.join(root, value) for token, value in values.items() if token not in urls}
     if image_dir:
-        if not os.path.isdir(image_dir):
-            raise FileNotFoundError(f"image_dir [{image_dir}] is not a folder: fix `image_dir` or set it to ~.")
-        by_stem = {
-            os.path.splitext(os.path.basename(path))[0]: path
-            for path in glob.glob(os.path.join(image_dir, "*"))
-            if path.lower().endswith(_IMAGE_EXTENSIONS)
-        }
-        return {str(token): by_stem[str(token)] for token in item_tokens[1:] if str(token) in by_stem}
+        from recbole_mllmr1.textualize.sources import images_from_folder
+
+        by_item = images_from_folder(image_dir)
+        return {str(token): str(by_item[str(token)]) for token in item_tokens[1:] if str(token) in by_item}
     return {}
 
 
@@ -49,15 +40,16 @@ def image_texts_for(config, dataset):
     if not images:
         logger.info(f"No item images found for [{dataset.dataset_name}] (image_field / image_dir): prompts carry no image text.")
         return {}
-    from recbole_mllmr1.textualize import textualize_images
+    from recbole_mllmr1.textualize import default_cache_dir, textualize_images
 
+    captions = backend in ("vlm", "vllm")  # only captioning backends take a model and a prompt
     result = textualize_images(
         images,
         backend=backend,
-        cache_dir=config["textualize_cache_dir"] or os.path.join(cache_root(), "textualize"),
+        cache_dir=config["textualize_cache_dir"] or default_cache_dir(),
         dataset=dataset.dataset_name,
-        model=config["textualizer_model"],
-        prompt=config["textualizer_prompt"],
+        model=config["textualizer_model"] if captions else None,
+        prompt=config["textualizer_prompt"] if captions else None,
         show_progress=config["show_progress"],
     )
     logger.info(

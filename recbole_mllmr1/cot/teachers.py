@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessor
 
-from recbole_mllmr1.llm import DEFAULT_LLM
+from recbole_mllmr1.llm import DEFAULT_LLM, load_causal_lm, load_tokenizer
 
 # Greedy decoding makes small models loop ("thrillers, thrillers, ..."); a mild penalty stops it.
 REPETITION_PENALTY = 1.1
@@ -51,7 +51,7 @@ class GenerationSettings:
 
 class LineScaffold(LogitsProcessor):
     """Forces a reply's line openers: ``openers[0]`` is already in the prompt, each later one is forced
-    after the model ends a line, then the reply ends after the last line.
+    after the model ends a line, then the reply ends after the last line; the model cannot end it sooner.
 
     A line also ends after ``max_line_tokens`` tokens without a newline (a small model in a loop),
     so every opener fits within ``max_new_tokens``. One instance per ``generate`` call: it keeps
@@ -86,6 +86,8 @@ class LineScaffold(LogitsProcessor):
                 scores[row, token] = 0.0
             else:
                 state["line_tokens"] += 1
+                if state["next_opener"] < len(self.forced):
+                    scores[row, self.eos] = float("-inf")
         return scores
 
 
@@ -101,19 +103,15 @@ class LocalTeacher:
 
     @functools.cached_property
     def _tokenizer(self):
-        from recbole_mllmr1.llm import load_tokenizer
-
         return load_tokenizer(self.llm_path)  # left padding: generation continues every row at its end
 
     @functools.cached_property
     def _model(self):
-        from recbole_mllmr1.llm import load_causal_lm
-
         return load_causal_lm(self.llm_path, self.device).eval()
 
     @functools.cached_property
     def _newline_token_ids(self):
-        """Every token whose text holds a line break (e.g. ``\n``, ``.\n``, ``\n\n``): where a scaffold line ends."""
+        """Every token whose text holds a line break (a newline, a period and a newline, ...): where a scaffold line ends."""
         tokenizer = self._tokenizer
         return frozenset(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
 

@@ -1,9 +1,9 @@
 """Offline image textualization: each item image becomes a short text, so the LLM recommender never sees visual tokens.
 
 >>> from recbole_mllmr1.textualize import textualize_images
->>> result = textualize_images({"42": "posters/42.jpg"}, backend="offline", dataset="ml-100k")  # doctest: +SKIP
->>> result.texts["42"]  # doctest: +SKIP
-'Dark, vivid image, mostly black and red. Resembles: comic book. Text: "GOLDENEYE 007".'
+>>> result = textualize_images({"2": "posters/2.jpg"}, backend="offline", dataset="ml-100k")  # doctest: +SKIP
+>>> result.texts["2"]  # doctest: +SKIP
+'High-contrast image, mostly blue, black and orange. Resembles: bra. Text: "GOLDENEYE 007".'
 """
 
 from recbole_mllmr1.textualize.backends import BACKENDS

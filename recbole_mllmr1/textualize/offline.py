@@ -1,7 +1,7 @@
 """The ``offline`` backend: a short description composed from three CPU models shipped in PyPI wheels.
 
 colours (pixel statistics) + concepts (EfficientNet-Lite0 ImageNet classes) + printed text
-(RapidOCR), e.g. ``Dark, vivid image, mostly black and red. Resembles: comic book. Text: "GOLDENEYE 007".``
+(RapidOCR), e.g. ``Dark, vivid image, mostly black and blue. Resembles: sunglasses, crash helmet. Text: "COPYCAT".``
 """
 
 from recbole_mllmr1.textualize.colours import describe_colours

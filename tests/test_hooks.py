@@ -1,0 +1,75 @@
+"""The image-text data hook: item images -> textualizer -> prompts; items without images get none."""
+import os
+
+import pytest
+from PIL import Image
+
+from recbole_mllmr1.config import Config
+from recbole_mllmr1.quick_start import prepare_run
+from tests.conftest import SHARED, TINY_CONFIG, write_tiny_dataset
+
+
+def draw(path, colour):
+    Image.new("RGB", (96, 128), colour).save(path)
+
+
+@pytest.fixture(scope="module")
+def model_with_images(tmp_path_factory, default_llm_dir):
+    root = tmp_path_factory.mktemp("images")
+    data_path = write_tiny_dataset(str(root), name="pics")
+    image_dir = root / "posters"
+    image_dir.mkdir()
+    for item in range(1, 21):  # items 21..40 have no image
+        draw(image_dir / f"i{item}.png", "red" if item % 2 else "blue")
+    config = Config(
+        model="MLLMRecR1",
+        dataset="pics",
+        config_dict={**TINY_CONFIG, "data_path": data_path, "textualizer": "offline", "image_dir": str(image_dir),
+                     "textualize_cache_dir": str(root / "cache"), "state": "INFO"},
+    )
+    return prepare_run(config)[0]
+
+
+def test_items_with_images_get_their_description_in_prompts(model_with_images):
+    catalog = model_with_images.catalog
+    red = catalog.item_tokens.index("i1")
+    blue = catalog.item_tokens.index("i2")
+    assert "red" in catalog.image_texts[red].lower() and "blue" in catalog.image_texts[blue].lower()
+    assert "| image: " in model_with_images.prompt([red], [blue, red])
+
+
+def test_items_without_an_image_get_no_invented_text(model_with_images):
+    catalog = model_with_images.catalog
+    described = [token for token, text in zip(catalog.item_tokens, catalog.image_texts) if text]
+    assert sorted(described) == sorted(f"i{item}" for item in range(1, 21))
+    assert "| image:" not in catalog.text(catalog.item_tokens.index("i30"))
+
+
+def test_the_no_image_ablation_drops_image_text(model_with_images):
+    red = model_with_images.catalog.item_tokens.index("i1")
+    model_with_images.use_image_text = False
+    try:
+        assert "| image:" not in model_with_images.prompt([red], [red])
+    finally:
+        model_with_images.use_image_text = True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "ml-100k-posters")), reason="../shared posters absent")
+def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):
+    config = Config(
+        model="MLLMRecR1",
+        dataset="ml-100k",
+        config_dict={"stages": [], "state": "WARNING", "textualizer": "offline", "textualize_cache_dir": str(tmp_path),
+                     "image_dir": os.path.join(SHARED, "data", "ml-100k-posters", "images"), "show_progress": False},
+    )
+    # Describe only a few posters here: keep the folder but point the hook at 12 of them.
+    posters = sorted(os.listdir(config["image_dir"]))[:12]
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in posters:
+        os.symlink(os.path.join(config["image_dir"], name), subset / name)
+    config["image_dir"] = str(subset)
+    model = prepare_run(config)[0]
+    described = [token for token, text in zip(model.catalog.item_tokens, model.catalog.image_texts) if text]
+    assert len(described) == 12 and set(described) == {os.path.splitext(n)[0] for n in posters}
