@@ -12,7 +12,6 @@ from recbole_mllmr1.cot.build import _cot_subset
 from recbole_mllmr1.cot.cache import JsonlCache, read_jsonl
 from recbole_mllmr1.cot.mixing import injection_count, mix
 from recbole_mllmr1.cot.prompts import (
-    REFINE_REPLY_PREFIX,
     REFINE_SYSTEM,
     RationaleParseError,
     parse_rationale,
@@ -83,8 +82,10 @@ def test_parser_accepts_common_variants_of_the_format(reply):
         ("1. Preference signals: comedies, comedies, comedies, comedies", r"missing step\(s\) 2 .*3 .*4"),
         ("1. Preference signals: x\n2. Next intent: y\n3. Retrieval criteria: only one\n4. Profile: z", r"lists 1 distinct criteria"),
         ("1. Preference signals:\n2. Next intent: y\n3. Retrieval criteria: a; b; c\n4. Profile: z", r"empty step\(s\) 1"),
+        ("1. Preference signals: speculative fiction, epic worlds, strong female protagonists.\n2. Next intent: x\n"
+         "3. Retrieval criteria:\n- Science fiction or space opera\n- published recently\n- y\n4. Profile: z", r"step\(s\) 1 .*3 .*copy the format example"),
     ],
-    ids=["no-profile", "a-loop", "one-criterion", "empty-step"],
+    ids=["no-profile", "a-loop", "one-criterion", "empty-step", "copied-example"],
 )
 def test_unparseable_refinements_raise_with_the_reason(reply, reason):
     with pytest.raises(RationaleParseError, match=reason):
@@ -152,7 +153,7 @@ class ScriptedTeacher:
         self.calls = 0
         self.conversations = []
 
-    def generate(self, conversations, settings, reply_prefix=""):
+    def generate(self, conversations, settings, scaffold=()):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("simulated crash")
         self.calls += 1
@@ -163,9 +164,9 @@ class ScriptedTeacher:
             if messages[0]["content"] != REFINE_SYSTEM:
                 replies.append(f"Notes on this user. {notes}")
             elif any(f"[{user}]" in notes for user in self.unparseable_users):
-                replies.append(reply_prefix + " comedies\n2. Next intent: more")
+                replies.append("1. Preference signals: comedies\n2. Next intent: more")
             else:
-                replies.append(WELL_FORMED if not reply_prefix else reply_prefix + WELL_FORMED[len(REFINE_REPLY_PREFIX) :])
+                replies.append(WELL_FORMED)
         return replies
 
 
@@ -222,13 +223,18 @@ def test_teacher_prompts_never_show_the_target_or_held_out_items(tiny_cot, cot_c
     for split in (valid_dataset, test_dataset):
         for user, item in zip(split.inter_feat[model.USER_ID].tolist(), split.inter_feat[model.ITEM_ID].tolist()):
             held_out.setdefault(user, set()).add(item)
+    training_sequence = {}  # each user's training targets in time order
+    for user, item in zip(train_dataset.inter_feat[model.USER_ID].tolist(), train_dataset.inter_feat[model.ITEM_ID].tolist()):
+        training_sequence.setdefault(user, []).append(item)
     samples = _cot_samples(config, model, train_dataset)
     assert len(samples) == 8
     expected = {}
     for sample in samples:
+        sequence = training_sequence[sample.user_id]
+        later = set(sequence[sequence.index(sample.target) :])  # the target and everything after it
         pseudo = pseudo_cot_messages([model.catalog.entry(i) for i in sample.history])
         refinement = refinement_messages(f"Notes on this user. {pseudo[-1]['content']}")  # the scripted echo
-        expected[json.dumps(pseudo)] = expected[json.dumps(refinement)] = {sample.target} | held_out[sample.user_id]
+        expected[json.dumps(pseudo)] = expected[json.dumps(refinement)] = later | held_out[sample.user_id]
     sent = [json.dumps(messages) for messages in teacher.conversations]
     assert set(sent) == set(expected)  # the teacher saw these prompts and nothing else
     for conversation, forbidden in expected.items():
@@ -237,10 +243,11 @@ def test_teacher_prompts_never_show_the_target_or_held_out_items(tiny_cot, cot_c
             assert f"[{token}]" not in conversation and text not in conversation
 
 
-def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_config, tmp_path):
+def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_config, tmp_path, monkeypatch):
     from datasets import load_dataset
 
     _, model, train_dataset, _, _ = tiny_cot
+    monkeypatch.setattr(model, "scorer", PromptHashScorer())
     config = cot_config(cot_num_samples=2, train_samples=8, cot_min_gain=-100.0)  # keep both rationales: CoT rows to check
     first = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
     config = cot_config(cot_cache_dir=str(tmp_path / "again"))
@@ -260,7 +267,13 @@ def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_confi
     assert cot["completion"][0]["content"].startswith("<think>1. Preference signals:")
     assert cot["kept"] and cot["reason"].startswith("kept")
 
-    # The recorded numbers are the scoring model's: recompute one row's directly.
+
+def test_recorded_confidence_is_the_scoring_models(tiny_cot, cot_config):
+    """gain = log P(target | rationale) - log P(target), P and rank as the recommender's LLM scores them."""
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config(cot_num_samples=1, train_samples=4, cot_min_gain=-100.0, cot_ratio=1.0)
+    path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    cot = next(row for row in read_jsonl(path) if row["kind"] == "cot")
     rationale_prefix = cot["completion"][0]["content"].split("<answer>")[0]
     with_prompt = render_prompt(model.tokenizer, cot["prompt"], rationale_prefix)
     without_prompt = render_prompt(model.tokenizer, cot["prompt"])
@@ -331,13 +344,50 @@ def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_nami
             prompts += [with_prompt, without_prompt]
             index.append(sample.target_index)
     cache = JsonlCache(str(tmp_path / "scores.jsonl"))
-    log_probs = confidence.cached_log_probs(model.scorer, prompts, [5] * len(prompts), cache)
+    log_probs = confidence.cached_log_probs(model.scorer, confidence.scorer_identity(model.scorer), prompts, [5] * len(prompts), cache)
     assert len(cache) == 3 * 2 + 3  # the prompt without a rationale is scored once per sample
     gains = [confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], i).gain for k, i in enumerate(index)]
     assert np.mean(gains[0::2]) > np.mean(gains[1::2])
 
 
+@pytest.mark.slow
+def test_the_default_teacher_builds_a_trainable_file(tiny_cot, cot_config):
+    from datasets import load_dataset
+
+    _, model, train_dataset, _, _ = tiny_cot
+    config = cot_config(cot_num_samples=3, train_samples=6, cot_min_gain=-100.0, cot_ratio=1.0, cot_max_new_tokens=96, cot_batch_size=3)
+    path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False)
+    provenance = read_jsonl(provenance_path(path))
+    assert len(provenance) == 3 and all(row["pseudo_cot"].strip() for row in provenance)
+    assert all(row["reason"].startswith(("kept", "dropped: unparseable")) for row in provenance)
+    rows = load_dataset("json", data_files=path, split="train")
+    assert rows["kind"].count("plain") == 6 and rows["kind"].count("cot") == sum(row["kept"] for row in provenance)
+    for row in rows:
+        label = parse_answer(row["completion"][0]["content"], config["train_candidates"])
+        assert label is not None and CANDIDATE_LABELS[label] == row["target_label"]
+
+
 # ---- teacher backends --------------------------------------------------------------------
+def test_line_scaffold_writes_each_opener_after_a_line_and_then_ends_the_reply(default_llm_dir):
+    from recbole_mllmr1.cot.teachers import LineScaffold
+    from recbole_mllmr1.llm import load_tokenizer
+
+    tokenizer = load_tokenizer(default_llm_dir)
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    word = tokenizer(" word", add_special_tokens=False)["input_ids"][0]
+    scaffold = LineScaffold(tokenizer, ["A:", "B:", "C:"], frozenset([newline]), prompt_length=2, max_line_tokens=3)
+    ids = torch.tensor([[7, 8]])
+    wanted = iter([word, newline] + [word] * 20)  # a line of one word, then a line that never ends
+    while int(ids[0, -1]) != tokenizer.eos_token_id:
+        scores = scaffold(ids, torch.zeros(1, len(tokenizer)))
+        forced = int(torch.isfinite(scores).sum()) == 1
+        if not forced:  # the model may end the reply only on the last line
+            assert (scores[0, tokenizer.eos_token_id] > -float("inf")) == ("C:" in tokenizer.decode(ids[0, 2:]))
+        token = int(scores.argmax()) if forced else next(wanted)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    assert tokenizer.decode(ids[0, 2:-1]) == " word\nB: word word word\nC: word word word"
+
+
 def test_a_missing_vllm_gets_an_install_hint():
     import importlib.util
 
@@ -350,3 +400,104 @@ def test_a_missing_vllm_gets_an_install_hint():
 def test_an_endpoint_teacher_needs_a_model_name():
     with pytest.raises(ValueError, match=r"set cot_teacher_model"):
         make_teacher("http://127.0.0.1:9/v1")
+
+
+class StubChatServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 (port 0), served from a thread.
+
+    ``reply(payload) -> str`` writes each answer; the first ``failures`` requests get ``status``.
+    """
+
+    def __init__(self, reply, failures=0, status=503):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append((self.path, payload))
+                if len(stub.requests) <= failures or self.path != "/v1/chat/completions":
+                    self.send_response(status if self.path == "/v1/chat/completions" else 404)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "stub"}')
+                    return
+                body = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(payload)}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        import threading
+
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _scripted_reply(payload):
+    """The stub server's teacher: ScriptedTeacher's replies, without the prefill an endpoint cannot do."""
+    return ScriptedTeacher().generate([payload["messages"]], None)[0]
+
+
+def test_endpoint_teacher_posts_chat_completions_and_retries_server_errors():
+    from recbole_mllmr1.cot.teachers import GenerationSettings
+
+    conversations = [[{"role": "user", "content": f"question {i}"}] for i in range(3)]
+    with StubChatServer(lambda payload: "echo " + payload["messages"][-1]["content"], failures=1) as server:
+        teacher = make_teacher(server.base_url + "/v1/", batch_size=2, endpoint_model="stub-model")
+        teacher.backoff_s = 0.01
+        replies = teacher.generate(conversations, GenerationSettings(max_new_tokens=16, temperature=0.0, seed=5), scaffold=("1. X:", "2. Y:"))
+    assert replies == ["echo question 0", "echo question 1", "echo question 2"]
+    assert len(server.requests) == 4  # one 503, retried
+    path, payload = server.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert {k: payload[k] for k in ("model", "max_tokens", "temperature", "seed")} == {"model": "stub-model", "max_tokens": 16, "temperature": 0.0, "seed": 5}
+    assert sorted(p["messages"][-1]["content"] for _, p in server.requests[1:]) == ["question 0", "question 1", "question 2"]
+    assert teacher.identity == f"http:{server.base_url}/v1/chat/completions|model=stub-model"
+
+
+def test_endpoint_teacher_reports_a_client_error_at_once():
+    from recbole_mllmr1.cot.teachers import GenerationSettings
+
+    with StubChatServer(lambda payload: "never", failures=5, status=400) as server:
+        teacher = make_teacher(server.base_url, endpoint_model="stub-model")
+        with pytest.raises(RuntimeError, match=r"answered HTTP 400"):
+            teacher.generate([[{"role": "user", "content": "q"}]], GenerationSettings(8, 0.0, 0))
+    assert len(server.requests) == 1
+
+
+def test_build_cot_command_with_an_endpoint_teacher(tiny_data_path, default_llm_dir, tmp_path, capsys):
+    import yaml
+
+    from recbole_mllmr1.cli import main
+
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({**TINY_CONFIG, **COT_CONFIG, "cot_cache_dir": str(tmp_path / "cot")}))
+    with StubChatServer(_scripted_reply) as server:
+        status = main(
+            ["build-cot", "--dataset", "tiny", "--data-path", tiny_data_path, "--teacher", server.base_url,
+             "--teacher-model", "stub-model", "--num-samples", "1", "--ratio", "0.5", "--min-gain", "-100",
+             "--config_files", str(config_file), "--no-progress"]
+        )
+    assert status == 0
+    assert len(server.requests) == 2  # the pseudo-CoT and its refinement
+    path = capsys.readouterr().out.split("training file: ")[1].split("\n")[0]
+    assert str(tmp_path / "cot") in path
+    kinds = [row["kind"] for row in read_jsonl(path)]
+    assert kinds.count("plain") == 12 and kinds.count("cot") == 1
+    assert len(read_jsonl(provenance_path(path))) == 1

@@ -1,0 +1,94 @@
+"""SFT and GRPO throughput of MLLMRecR1 with the default model on CPU (or GPU when present).
+
+    python benchmarks/bench_training.py [--steps 4]
+
+Each stage runs in its own process (so peak RSS is its own) on ml-100k training samples with
+the main command's settings (properties/quick_start_config/main_cpu.yaml): samples/s, tokens/s
+(prompt + completion tokens TRL counted) and peak memory. Writes benchmarks/results/training.md.
+"""
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+MAIN_CPU = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "quick_start_config", "main_cpu.yaml")
+
+
+def _run_stage(stage, steps, queue):
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    import recbole_mllmr1  # noqa: F401
+    from recbole_mllmr1.config import Config
+    from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.trainer import MLLMRecR1Trainer
+    from recbole_mllmr1.training import settings, stages
+    from recbole_mllmr1.training.rewards import get_rewards
+
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[MAIN_CPU],
+                    config_dict={"state": "WARNING", "stages": [stage], f"{stage}_steps": steps, "checkpoint_dir": "/tmp/bench_training",
+                                 "show_progress": False})
+    model, train_data, _, _ = prepare_run(config)
+    trainer = MLLMRecR1Trainer(config, model)
+    tokens = []
+
+    class CountTokens(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "num_tokens" in logs:
+                tokens.append(float(logs["num_tokens"]))
+
+    output_dir = f"/tmp/bench_training/{stage}-{time.time_ns()}"
+    if stage == "sft":
+        from trl import SFTTrainer
+
+        records = stages.sft_records(trainer, train_data)
+        trl_trainer = SFTTrainer(model=model.llm, args=settings.sft_config(config, output_dir), train_dataset=Dataset.from_list(records),
+                                 processing_class=model.tokenizer, callbacks=[CountTokens()])
+        batch = config["sft_batch_size"]
+    else:
+        from trl import GRPOTrainer
+
+        records = stages.grpo_records(trainer, train_data)
+        trl_trainer = GRPOTrainer(model=model.llm, reward_funcs=get_rewards(config["grpo_rewards"]), args=settings.grpo_config(config, output_dir),
+                                  train_dataset=Dataset.from_list(records), processing_class=model.tokenizer, callbacks=[CountTokens()])
+        batch = config["grpo_batch_size"]  # completions per step
+    trl_trainer.args.save_strategy = "no"
+    start = time.perf_counter()
+    trl_trainer.train()
+    seconds = time.perf_counter() - start
+    queue.put({"stage": stage, "steps": steps, "seconds": seconds, "samples_per_s": steps * batch / seconds,
+               "tokens_per_s": (tokens[-1] if tokens else float("nan")) / seconds,
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "device": "cuda" if torch.cuda.is_available() else "cpu"})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for stage in ("sft", "grpo"):
+        queue = context.Queue()
+        process = context.Process(target=_run_stage, args=(stage, args.steps, queue))
+        process.start()
+        rows.append(queue.get())
+        process.join()
+    machine = f"{os.cpu_count()}-core {platform.machine()}, Python {platform.python_version()}"
+    lines = [f"# Training throughput (default model, main_cpu.yaml settings)\n\nCommand: `python benchmarks/bench_training.py --steps {args.steps}`; machine: {machine}.\n",
+             "| stage | device | steps | samples/s | tokens/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['device']} | {r['steps']} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} |" for r in rows]
+    lines.append("\nsamples = SFT samples, or GRPO completions (prompts x generations); tokens = what TRL counted (prompt + completion).")
+    text = "\n".join(lines) + "\n"
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "training.md"), "w") as file:
+        file.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
