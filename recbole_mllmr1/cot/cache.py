@@ -4,16 +4,15 @@ A record is ``{"key": ..., "value": ..., **about}``; the key is the sha256 of ev
 the value depends on (see :func:`content_key`), so a changed teacher, prompt or setting
 misses the cache and recomputes exactly what it affects, and nothing else.
 
-Crash safety: each record is appended, flushed and fsynced before the next starts, so a
-killed run loses at most the record it was writing. Loading cuts a partial last line off,
-which leaves the file a sequence of complete records and lets a rerun resume.
+Crash safety: see :mod:`recbole_mllmr1.jsonl_store`.
 """
 import hashlib
 import json
 import os
-from logging import getLogger
 
 from tqdm.auto import tqdm
+
+from recbole_mllmr1.jsonl_store import append_record, load_records
 
 
 def content_key(*parts):
@@ -42,35 +41,14 @@ class JsonlCache:
         return self._values.get(key)
 
     def _load(self):
-        logger = getLogger()
-        with open(self.path, "rb") as handle:
-            content = handle.read()
-        complete_length = content.rfind(b"\n") + 1
-        if complete_length < len(content):
-            logger.warning(
-                f"Cache {self.path} ends in a partial record (an interrupted write): "
-                f"dropping its last {len(content) - complete_length} bytes."
-            )
-            with open(self.path, "r+b") as handle:
-                handle.truncate(complete_length)
-                handle.flush()
-                os.fsync(handle.fileno())
-        for number, line in enumerate(content[:complete_length].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                self._values[record["key"]] = record["value"]
-            except (ValueError, KeyError, TypeError):
-                logger.warning(f"Cache {self.path} line {number} is not a valid record: ignored (it will be recomputed).")
+        def accept(record):
+            self._values[record["key"]] = record["value"]
+
+        load_records(self.path, "Cache", accept)
 
     def put(self, key, value, **about):
         """Store ``value`` under ``key``; ``about`` adds fields for people reading the file, not for lookup."""
-        line = json.dumps({"key": key, "value": value, **about}, ensure_ascii=False, sort_keys=True) + "\n"
-        with open(self.path, "ab") as handle:
-            handle.write(line.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_record(self.path, {"key": key, "value": value, **about})
         self._values[key] = value
 
     def fill(self, keys, inputs, compute, batch_size, desc, show_progress=False, **about):

@@ -5,15 +5,13 @@ of the image's bytes, the item it was made for and the text. A description is re
 when all four key fields match, so a changed image, model or prompt re-describes exactly
 what it affects.
 
-Crash safety: a record is one complete line, appended, flushed and fsynced before the next
-one starts. A process killed mid-write can leave at most one partial last line; loading
-cuts it off, so the file is always a prefix of valid records.
+Crash safety: see :mod:`recbole_mllmr1.jsonl_store`.
 """
 
-import json
 import os
 import re
-from logging import getLogger
+
+from recbole_mllmr1.jsonl_store import append_record, load_records
 
 KEY_FIELDS = ("backend", "model", "prompt_sha256", "image_sha256")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -50,33 +48,12 @@ class DescriptionCache:
         return self._texts.get(key)
 
     def _load(self):
-        logger = getLogger()
-        with open(self.path, "rb") as handle:
-            content = handle.read()
-        complete_length = content.rfind(b"\n") + 1
-        if complete_length < len(content):
-            logger.warning(
-                f"Description cache {self.path} ends in a partial record (an interrupted write): "
-                f"dropping its last {len(content) - complete_length} bytes."
-            )
-            with open(self.path, "r+b") as handle:
-                handle.truncate(complete_length)
-                handle.flush()
-                os.fsync(handle.fileno())
-        for number, line in enumerate(content[:complete_length].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                self._texts[record_key(record)] = record["text"]
-            except (ValueError, KeyError, TypeError):
-                logger.warning(f"Description cache {self.path} line {number} is not a valid record: ignored.")
+        def accept(record):
+            self._texts[record_key(record)] = record["text"]
+
+        load_records(self.path, "Description cache", accept)
 
     def append(self, record):
         """Write one record as one line and make it durable before returning."""
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-        with open(self.path, "ab") as handle:
-            handle.write(line.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_record(self.path, record)
         self._texts[record_key(record)] = record["text"]
