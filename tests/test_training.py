@@ -15,6 +15,7 @@ from tests.conftest import TINY_CONFIG
 TRAINING = {
     **TINY_CONFIG,
     "stages": ["sft", "grpo"],
+    "sft_data": "plain",
     "eval_user_sample": 8,
     "sft_steps": 2,
     "grpo_steps": 2,
@@ -155,3 +156,21 @@ def test_grpo_trains_on_two_cpu_processes_with_accelerate(tiny_data_path, defaul
     (run_dir,) = glob.glob(os.path.join(tmp_path, "MLLMRecR1-tiny-*"))
     assert os.path.isfile(os.path.join(run_dir, "grpo", "done.json"))
     assert os.path.isfile(os.path.join(run_dir, "best_adapter", "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_mixed_sft_data_holds_every_plain_sample_and_reliable_cot_samples(tiny_data_path, default_llm_dir, tmp_path):
+    from recbole_mllmr1.prompts import parse_answer
+    from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.trainer import MLLMRecR1Trainer
+    from recbole_mllmr1.training import stages
+
+    config = Config(model="MLLMRecR1", dataset="tiny", config_dict={
+        **TRAINING, "data_path": tiny_data_path, "checkpoint_dir": str(tmp_path), "sft_data": "mixed",
+        "cot_num_samples": 2, "cot_max_new_tokens": 24, "cot_cache_dir": str(tmp_path / "cot"), "cot_min_gain": None,
+    })
+    model, train_data, _, _ = prepare_run(config)
+    records = stages.sft_records(MLLMRecR1Trainer(config, model), train_data)
+    plain = [r for r in records if "<think>" not in r["completion"][0]["content"]]
+    assert len(plain) == config["train_samples"]
+    assert all(parse_answer(r["completion"][0]["content"], config["train_candidates"]) is not None for r in records)
