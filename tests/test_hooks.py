@@ -73,3 +73,27 @@ def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):
     model = prepare_run(config)[0]
     described = [token for token, text in zip(model.catalog.item_tokens, model.catalog.image_texts) if text]
     assert len(described) == 12 and set(described) == {os.path.splitext(n)[0] for n in posters}
+
+
+def test_a_converted_dataset_with_images_runs_through_mllmrecr1(tmp_path, default_llm_dir):
+    """`recbole-mllmr1 convert` output (its yaml found automatically) -> image text -> RecBole evaluation."""
+    from converters_support import FIXTURES, run_convert
+    from recbole_mllmr1.trainer import MLLMRecR1Trainer
+
+    posters = tmp_path / "posters"
+    posters.mkdir()
+    for movie in range(1, 13):
+        draw(posters / f"{movie}.jpg", "green" if movie % 2 else "yellow")
+    out = tmp_path / "ml-small"
+    assert run_convert("movielens", "--src", FIXTURES / "movielens" / "ml-100k", "--posters", posters, "--out", out) == 0
+    config = Config(
+        model="MLLMRecR1",
+        dataset="ml-small",
+        config_dict={"data_path": str(tmp_path), "stages": [], "state": "WARNING", "show_progress": False,
+                     "textualize_cache_dir": str(tmp_path / "cache"), "eval_args": {"mode": "uni9"}},
+    )
+    assert config["title_field"] == "title" and config["item_meta_fields"] == ["categories"]  # from the converter's yaml
+    model, _, _, test_data = prepare_run(config)
+    assert sum(bool(text) for text in model.catalog.image_texts) == 12
+    result = MLLMRecR1Trainer(config, model).evaluate(test_data)
+    assert 0.0 <= result["hit@1"] <= 1.0 and result["hit@10"] == 1.0
