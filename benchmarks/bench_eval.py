@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -104,13 +105,13 @@ def throughput_rows(n_users):
 def write(quality, throughput, args):
     os.makedirs(RESULTS, exist_ok=True)
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU, {platform.python_version()}"
-    lines = [
-        f"# Zero-shot evaluation benchmark\n\nCommand: `python benchmarks/bench_eval.py --users {args.users} "
-        f"--sasrec-epochs {args.sasrec_epochs} --throughput-users {args.throughput_users}`; machine: {machine}.\n",
-        f"## Quality (test set, seeded sample of {args.users} users, RecBole leave-one-out)\n",
-        "| mode | model | HR@1 | NDCG@5 | MRR@10 | wall s |", "|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r['mode']} | {r['model']} | {r['hit@1']:.3f} | {r['ndcg@5']:.3f} | {r['mrr@10']:.3f} | {r['seconds']:.0f} |" for r in quality]
+    lines = [f"# Zero-shot evaluation benchmark\n\nCommand: `python benchmarks/bench_eval.py {' '.join(sys.argv[1:])}`; machine: {machine}.\n"]
+    if quality:
+        lines += [
+            f"## Quality (test set, seeded sample of {args.users} users, RecBole leave-one-out)\n",
+            "| mode | model | HR@1 | NDCG@5 | MRR@10 | wall s |", "|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {r['mode']} | {r['model']} | {r['hit@1']:.3f} | {r['ndcg@5']:.3f} | {r['mrr@10']:.3f} | {r['seconds']:.0f} |" for r in quality]
     lines += [f"\n## Scorer throughput ({args.throughput_users} users, uni9: 10 candidates each)\n",
               "| method | users/s | speed-up | peak RSS MiB |", "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['users_per_s']:.3f} | {r['speedup']:.1f}x | {r['peak_rss_mib']:.0f} |" for r in throughput]
