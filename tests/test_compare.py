@@ -1,8 +1,10 @@
 """``recbole-mllmr1 compare``: per-user metrics, the random row, significance, and the driver on a tiny dataset."""
 import argparse
 import csv
+import glob
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -13,12 +15,13 @@ from recbole.evaluator.metrics import MRR, NDCG, Hit
 
 from recbole_mllmr1 import compare
 from recbole_mllmr1.config import Config
-from recbole_mllmr1.per_user_metrics import METRICS, metrics_from_topk, random_ranking_metrics
+from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, metrics_from_topk, random_ranking_metrics
 from recbole_mllmr1.quick_start import run_recbole
 from recbole_mllmr1.significance import paired_bootstrap_p_value, significance_label
 from tests.conftest import TINY_CONFIG
 
-TINY_ARGS = [f"--config={key}={json.dumps(value)}" for key, value in TINY_CONFIG.items()]
+# `stages` is left to each MLLMRecR1 row (zero-shot rows set `stages: []` themselves).
+TINY_ARGS = [f"--config={key}={json.dumps(value)}" for key, value in TINY_CONFIG.items() if key != "stages"]
 SMALL_SEQUENTIAL = [
     f"--config={model}.{key}={value}"
     for model in ("GRU4Rec", "SASRec")
@@ -51,13 +54,18 @@ def count_run_recbole_calls(monkeypatch):
     return calls
 
 
-def per_user(run_dir):
-    return np.load(os.path.join(run_dir, "per_user.npz"))
+def per_user(run_dir, evaluation="final"):
+    return np.load(compare.per_user_file(run_dir, evaluation))
 
 
-def run_dirs(out, row):
-    folder = os.path.join(out, "runs", compare._slug(row))
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder))
+def run_dirs(out, model, **config):
+    """The run folders of ``model`` (one per seed) whose config has the ``config`` values."""
+    found = []
+    for folder in sorted(glob.glob(os.path.join(out, "runs", f"{compare._slug(model)}-*", "seed*"))):
+        record = json.load(open(os.path.join(folder, "result.json")))
+        if all(record["config_dict"].get(key) == value for key, value in config.items()):
+            found.append(folder)
+    return found
 
 
 # ---- metrics ---------------------------------------------------------------------------
@@ -111,13 +119,41 @@ def test_significance_on_crafted_vectors():
         paired_bootstrap_p_value(baseline, baseline[:10])
 
 
+def test_each_tested_stage_gets_its_own_per_user_metrics():
+    """MLLMRecR1's trainer tests every stage's best adapter and returns the best one's result."""
+    config = Config(model="Pop", dataset="ml-100k", config_dict={"topk": [1, 5, 10], "state": "WARNING"})
+    collector = PerUserCollector(config)
+    users = np.array([3, 1, 2])
+    hits_at = {"validation": [1, 2, 3], "zero-shot": [0, 0, 0], "sft": [1, 0, 0], "grpo": [0, 1, 1]}  # rank - 1 of the positive
+    for ranks in hits_at.values():
+        topk = np.zeros((3, 11), dtype=np.int64)
+        topk[np.arange(3), ranks] = 1
+        topk[:, -1] = 1
+        collector.evaluations.append((users, topk))
+    stage_results = {
+        stage: {metric: round(float(values.mean()), 4) for metric, values in collector.per_user(index)[1].items()}
+        for index, stage in zip((1, 2, 3), ("zero-shot", "sft", "grpo"))
+    }
+    trainer = types.SimpleNamespace(eval_collector=collector, stage_results=stage_results)
+    evaluations = compare.test_evaluations(trainer, dict(stage_results["sft"]))
+    assert set(evaluations) == {"zero-shot", "sft", "grpo", "final"}
+    assert list(evaluations["grpo"][1]["hit@1"]) == [1, 0, 0] and list(evaluations["zero-shot"][1]["hit@1"]) == [1, 1, 1]
+    assert evaluations["final"] is evaluations["sft"]
+    with pytest.raises(RuntimeError, match="matches none of the stage results"):
+        compare.test_evaluations(trainer, {"hit@1": 0.5})
+    record = {"error": None, "metrics": {}, "stage_metrics": {"zero-shot": {}}}
+    missing = compare.row_seed(compare.Row("x", "MLLMRecR1", stage="grpo"), types.SimpleNamespace(seed=0, run_dir="d"), record)
+    assert "tested no stage [grpo] (tested: zero-shot)" in missing.error
+
+
 # ---- configuration ---------------------------------------------------------------------
 def test_rows_overrides_and_modes_are_validated():
     rows = compare.select_rows(["Pop", "MLLMRecR1"], "full")
-    assert [row.name for row in rows] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
-    assert rows[-1].overrides == {"use_image_text": False}
-    assert [row.name for row in compare.select_rows(["Pop", "MLLMRecR1"], "uni9")][0] == "Pop"
-    assert compare.select_rows(["LightGCN"], "uni9")[0] == compare.Row("LightGCN", "LightGCN")
+    assert [row.name for row in rows][:4] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    assert rows[3].overrides == {"stages": [], "use_image_text": False}
+    assert {row.stage for row in rows if row.model == "MLLMRecR1"} == {None, "sft", "grpo"}
+    rows = compare.select_rows(["Pop", "mllmrecr1-zero-shot", "MLLMRecR1 (SFT+GRPO)", "Pop"], "uni9")
+    assert [row.name for row in rows] == ["Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (SFT+GRPO)"]
     common, per_model = compare.parse_overrides(["epochs=2", "SASRec.hidden_size=16", "eval_args={'mode': 'uni9'}"])
     assert common == {"epochs": 2, "eval_args": {"mode": "uni9"}} and per_model == {"SASRec": {"hidden_size": 16}}
     with pytest.raises(ValueError, match=r"\[epochs\] is not KEY=VALUE"):
@@ -190,7 +226,9 @@ def test_compare_writes_the_table_survives_a_failing_model_and_resumes(tiny_data
     for image in ("metrics.png", "time.png"):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    for run_dir in run_dirs(out, "GRU4Rec"):
+    gru_dirs = run_dirs(out, "GRU4Rec")
+    assert len(gru_dirs) == 2 and {os.path.basename(folder) for folder in gru_dirs} == {"seed0", "seed1"}
+    for run_dir in gru_dirs:
         record = json.load(open(os.path.join(run_dir, "result.json")))
         for metric in METRICS:  # per-user vectors average to RecBole's own (rounded) numbers
             assert record["metrics"][metric] == pytest.approx(record["recbole_test_result"][metric], abs=1e-4)
@@ -221,7 +259,8 @@ def test_changing_a_row_config_reruns_only_that_row(tiny_data_path, tmp_path, mo
 @pytest.mark.slow
 def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, default_llm_dir, tmp_path):
     out = tmp_path / "cmp"
-    compare.run(compare_args(tiny_data_path, out, "Pop,MLLMRecR1", "--mode", "uni9", "--eval-user-sample", "4"))
+    compare.run(compare_args(tiny_data_path, out, "Pop,mllmrecr1-zero-shot,mllmrecr1-zero-shot-no-image-text", "--mode", "uni9",
+                             "--eval-user-sample", "4"))
     _, rows = read_csv(out)
     assert list(rows) == ["random", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
     for name in ("MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"):
@@ -236,13 +275,13 @@ def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, defa
 def test_full_ranking_reranks_the_sasrec_of_the_same_run(tiny_data_path, default_llm_dir, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     args = ("--mode", "full", "--eval-user-sample", "3", "--rerank-topk", "5")
-    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
+    compare.run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
     _, rows = read_csv(out)
-    assert list(rows) == ["random", "SASRec", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    assert list(rows) == ["random", "SASRec", "MLLMRecR1 (zero-shot)"]
     assert rows["random"]["config"].endswith("among 40 candidates")
     assert all(row["error"] == "" for row in rows.values())
     sasrec_dir, = run_dirs(out, "SASRec")
-    llm_dir, = run_dirs(out, "MLLMRecR1 (zero-shot)")
+    llm_dir, = run_dirs(out, "MLLMRecR1")
     record = json.load(open(os.path.join(llm_dir, "result.json")))
     assert record["config_dict"]["retriever_checkpoint"] == os.path.join(sasrec_dir, "model.pth")
     assert record["config_dict"]["rerank_topk"] == 5 and "reranks SASRec" in rows["MLLMRecR1 (zero-shot)"]["config"]
@@ -252,9 +291,13 @@ def test_full_ranking_reranks_the_sasrec_of_the_same_run(tiny_data_path, default
     assert np.array_equal(sasrec["hit@5"], llm["hit@5"]) and np.array_equal(sasrec["hit@10"], llm["hit@10"])
 
     calls = count_run_recbole_calls(monkeypatch)
-    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
+    compare.run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
     assert calls == []
     compare.run(compare_args(tiny_data_path, out, "SASRec", *args, "--force"))
-    compare.run(compare_args(tiny_data_path, out, "MLLMRecR1", *args))
-    # A retrained retriever makes its rerankers stale.
-    assert calls == ["SASRec", "MLLMRecR1", "MLLMRecR1"]
+    assert calls == ["SASRec"]
+    # A retrained retriever makes its reranker stale.
+    settings = compare.settings_from_args(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
+    sasrec_row, llm_row = compare.select_rows(["mllmrecr1-zero-shot"], "full")
+    retriever = compare.plan_run(sasrec_row.model, sasrec_row.overrides, 0, settings)
+    llm_spec = compare.plan_run(llm_row.model, llm_row.overrides, 0, settings, retriever)
+    assert llm_spec.run_dir == llm_dir and not compare.is_reusable(compare.load_record(llm_dir), llm_spec)

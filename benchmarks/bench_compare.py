@@ -1,0 +1,74 @@
+"""The headline comparison: `recbole-mllmr1 compare` on ml-100k, modes uni9 and full, one machine.
+
+    python benchmarks/bench_compare.py              # every row, 200 sampled test users
+    python benchmarks/bench_compare.py --reduced    # zero-shot MLLMRecR1 rows, 2 epochs per sequential baseline
+    python benchmarks/bench_compare.py --reduced --modes full --models Pop,BPR,SASRec,mllmrecr1-zero-shot
+
+Each mode runs the CLI into runs/bench_compare/<mode>/ (run folders with checkpoints and per-user
+vectors; resumable: rerunning skips finished rows) and copies the table, the charts and the
+exact command with its wall time to benchmarks/results/compare_<mode>/.
+
+MLLMRecR1's prompts carry image text from the offline textualizer over the real ml-100k posters
+in ../shared (or $RECBOLE_MLLMR1_SHARED); without that folder they carry none, and the
+"no image text" rows then equal the others.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from recbole_mllmr1.cli import main as cli_main
+from recbole_mllmr1.textualize.sources import shared_posters_dir
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPOSITORY / "benchmarks" / "results"
+RUNS_DIR = REPOSITORY / "runs" / "bench_compare"
+SEQUENTIAL_BASELINES = ("GRU4Rec", "Caser", "NARM", "SASRec", "BERT4Rec")
+BASELINES = ("Pop", "BPR") + SEQUENTIAL_BASELINES
+ZERO_SHOT_ROWS = ("mllmrecr1-zero-shot", "mllmrecr1-zero-shot-no-image-text")
+COPIED = ("results.csv", "results.md", "metrics.png", "time.png")
+
+
+def compare_arguments(mode, args):
+    models = args.models.split(",") if args.models else BASELINES + (ZERO_SHOT_ROWS if args.reduced else ("MLLMRecR1",))
+    arguments = ["compare", "--dataset", "ml-100k", "--mode", mode, "--models", ",".join(models),
+                 "--seeds", args.seeds, "--eval-user-sample", str(args.eval_user_sample), "--out", str(RUNS_DIR / mode)]
+    posters = shared_posters_dir()
+    if posters:
+        arguments += ["--config", "MLLMRecR1.textualizer=offline", "--config", f"MLLMRecR1.image_dir={posters}"]
+    if args.reduced:
+        arguments += [f"--config={model}.epochs=2" for model in SEQUENTIAL_BASELINES]
+    return arguments + (["--force"] if args.force else [])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default="uni9,full", help="comma-separated evaluation modes (default: uni9,full)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--eval-user-sample", type=int, default=200, help="test users per seed (default: 200)")
+    parser.add_argument("--reduced", action="store_true", help="zero-shot MLLMRecR1 rows only, 2 epochs per sequential baseline")
+    parser.add_argument("--models", default=None, help="comma-separated models or row slugs instead of every row")
+    parser.add_argument("--force", action="store_true", help="rerun finished rows")
+    args = parser.parse_args(argv)
+    for mode in args.modes.split(","):
+        arguments = compare_arguments(mode, args)
+        print(f"== recbole-mllmr1 {' '.join(arguments)}", flush=True)
+        start = time.perf_counter()
+        cli_main(arguments)
+        wall_time = time.perf_counter() - start
+        target = RESULTS_DIR / f"compare_{mode}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in COPIED:
+            shutil.copy(RUNS_DIR / mode / name, target / name)
+        with open(target / "command.json", "w", encoding="utf-8") as file:
+            json.dump({"command": "recbole-mllmr1 " + " ".join(arguments), "wall_time_s": round(wall_time, 1),
+                       "run_folder": os.path.relpath(RUNS_DIR / mode, REPOSITORY)}, file, indent=2)
+        print(f"== {mode}: {wall_time / 60:.1f} min; results in {target}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
