@@ -7,9 +7,7 @@ Metadata line, 2018: JSON with ``asin``, ``title``, ``brand``, ``category`` (lis
 Metadata line, 2014: a Python dict literal with ``asin``, ``title``, ``imUrl``, ``categories``
 (list of category paths), ``salesRank``, ``related``.
 """
-from pathlib import Path
-
-from .io import SourceFile
+from .amazon import AmazonSource
 from .records import number_field, parse_json_object, token_field
 
 FORMAT = "amazon2018"
@@ -41,33 +39,18 @@ def image_url(record):
     return record.get("imUrl") if isinstance(record.get("imUrl"), str) else ""
 
 
-class Amazon2018Source:
+class Amazon2018Source(AmazonSource):
     """The reviews and metadata files of one Amazon 2018 (or 2014) category."""
 
     format_name = FORMAT
+    parse_review = staticmethod(parse_review)
+    parse_metadata = staticmethod(parse_metadata)
 
-    def __init__(self, reviews, meta):
-        self.reviews = SourceFile("reviews", Path(reviews))
-        self.meta = SourceFile("meta", Path(meta))
-        self.sources = [self.reviews, self.meta]
-
-    def settings(self):
-        """Format-specific settings recorded in the manifest."""
-        return {}
-
-    def read_interactions(self, collector, reader):
-        """Stream the reviews into ``collector``."""
-        for interaction in reader.records(self.reviews, parse_review):
-            collector.add(*interaction)
-
-    def read_items(self, catalog, reader):
-        """Stream the metadata, keeping the items ``catalog`` wants."""
-        for item_id, record in reader.records(self.meta, parse_metadata):
-            if catalog.wants(item_id):
-                catalog.add(
-                    item_id,
-                    title=record.get("title"),
-                    categories=record.get("category") or record.get("categories"),
-                    description=record.get("description"),
-                    image_source=image_url(record),
-                )
+    @staticmethod
+    def item_fields(record):
+        return dict(
+            title=record.get("title"),
+            categories=record.get("category") or record.get("categories"),
+            description=record.get("description"),
+            image_source=image_url(record),
+        )

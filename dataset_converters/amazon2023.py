@@ -6,9 +6,7 @@ Metadata line: ``parent_asin``, ``title``, ``main_category``, ``categories``, ``
 ``description`` (list of str), ``price``, ``store``, ``details``, ``images`` (list of
 ``{thumb, large, hi_res, variant}``).
 """
-from pathlib import Path
-
-from .io import SourceFile
+from .amazon import AmazonSource
 from .records import number_field, parse_json_object, token_field
 
 FORMAT = "amazon2023"
@@ -45,33 +43,18 @@ def main_image_url(images):
     return ""
 
 
-class Amazon2023Source:
+class Amazon2023Source(AmazonSource):
     """The reviews and metadata files of one Amazon Reviews 2023 category."""
 
     format_name = FORMAT
+    parse_review = staticmethod(parse_review)
+    parse_metadata = staticmethod(parse_metadata)
 
-    def __init__(self, reviews, meta):
-        self.reviews = SourceFile("reviews", Path(reviews))
-        self.meta = SourceFile("meta", Path(meta))
-        self.sources = [self.reviews, self.meta]
-
-    def settings(self):
-        """Format-specific settings recorded in the manifest."""
-        return {}
-
-    def read_interactions(self, collector, reader):
-        """Stream the reviews into ``collector``."""
-        for interaction in reader.records(self.reviews, parse_review):
-            collector.add(*interaction)
-
-    def read_items(self, catalog, reader):
-        """Stream the metadata, keeping the items ``catalog`` wants."""
-        for item_id, record in reader.records(self.meta, parse_metadata):
-            if catalog.wants(item_id):
-                catalog.add(
-                    item_id,
-                    title=record.get("title"),
-                    categories=record.get("categories") or [record.get("main_category")],
-                    description=record.get("description"),
-                    image_source=main_image_url(record.get("images")),
-                )
+    @staticmethod
+    def item_fields(record):
+        return dict(
+            title=record.get("title"),
+            categories=record.get("categories") or [record.get("main_category")],
+            description=record.get("description"),
+            image_source=main_image_url(record.get("images")),
+        )
