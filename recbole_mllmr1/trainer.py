@@ -4,6 +4,7 @@ import json
 import logging
 import os
 
+import torch
 import yaml
 from accelerate import PartialState
 from recbole.trainer import Trainer
@@ -47,8 +48,9 @@ class MLLMRecR1Trainer(Trainer):
         from recbole_mllmr1.training.stages import STAGES
 
         self.logger = logging.getLogger()
-        # Under `accelerate launch` (DDP / DeepSpeed) TRL trains on every process.
-        self.distributed = PartialState()
+        # Under torchrun / `accelerate launch` (DDP / DeepSpeed) TRL trains on every process. On CPU the
+        # process group (gloo) only forms when the state is created with cpu=True, as TRL's use_cpu does.
+        self.distributed = PartialState(cpu=torch.device(config["device"]).type == "cpu")
         self.stages = list(config["stages"] or [])
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:

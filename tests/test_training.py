@@ -135,16 +135,17 @@ def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, t
 
 
 @pytest.mark.slow
-def test_grpo_trains_on_two_cpu_processes_with_accelerate(tiny_data_path, default_llm_dir, tmp_path):
+def test_grpo_trains_on_two_cpu_processes(tiny_data_path, default_llm_dir, tmp_path):
+    """A real 2-process gloo run. torchrun is the launcher `accelerate launch` uses for DDP; on CPU,
+    `accelerate launch --cpu --num_processes 2` starts one process unless MPI is installed."""
     import subprocess
     import sys
 
     from tests.test_quick_start import TINY_ARGS
 
-    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     command = [
-        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "-m", "recbole_mllmr1", "--model=MLLMRecR1", *[a for a in TINY_ARGS if "stages" not in a],
+        torchrun, "--nproc_per_node", "2", "-m", "recbole_mllmr1", "--model=MLLMRecR1", *[a for a in TINY_ARGS if "stages" not in a],
         f"--data_path={tiny_data_path}", f"--checkpoint_dir={tmp_path}", "--stages=['grpo']", "--grpo_steps=2",
         "--eval_step=2", "--grpo_batch_size=2", "--grpo_num_generations=2", "--grpo_max_completion_length=6",
         "--train_samples=8", "--train_candidates=5", "--eval_user_sample=6", "--max_reasoning_tokens=4", "--state=INFO",
@@ -152,7 +153,7 @@ def test_grpo_trains_on_two_cpu_processes_with_accelerate(tiny_data_path, defaul
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "training on 2 process(es)" in output and "test result" in output
+    assert output.count("training on 2 process(es)") == 2 and "test result" in output
     (run_dir,) = glob.glob(os.path.join(tmp_path, "MLLMRecR1-tiny-*"))
     assert os.path.isfile(os.path.join(run_dir, "grpo", "done.json"))
     assert os.path.isfile(os.path.join(run_dir, "best_adapter", "adapter_model.safetensors"))
