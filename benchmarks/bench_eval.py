@@ -1,12 +1,11 @@
-"""Zero-shot MLLMRecR1 on ml-100k next to SASRec and the random floor, and scorer throughput.
+"""Scorer throughput: MLLMRecR1's one-forward-pass scorer against a naive per-candidate `generate`.
 
-    python benchmarks/bench_eval.py [--users 200] [--sasrec-epochs 2] [--throughput-users 10]
+    python benchmarks/bench_eval.py [--throughput-users 10]
 
-1. Quality: MLLMRecR1 zero-shot and SASRec (trained in this run), uni9 and uni19, RecBole's
-   leave-one-out protocol, the same seeded sample of users for every row.
-2. Throughput: users/s of the one-forward-pass scorer against a naive scorer that calls
-   `generate` once per candidate (yes/no), on the same users, each in its own process so
-   peak RSS is its own.
+Users/s of the scorer that reads every candidate's letter from one forward pass, against a
+naive scorer that calls `generate` once per candidate (yes/no), on the same users, each in its
+own process so peak RSS is its own. Ranking quality against SASRec and the random floor (uni9,
+uni19, full) comes from `benchmarks/bench_compare.py`, which runs every row through one protocol.
 Writes benchmarks/results/eval.md and .csv.
 """
 import argparse
@@ -19,36 +18,6 @@ import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-METRICS = ("hit@1", "ndcg@5", "mrr@10")
-
-
-def random_floor(n_candidates):
-    """Expected metrics of a uniformly random ranking of 1 positive among n candidates."""
-    import numpy as np
-
-    ranks = np.arange(1, n_candidates + 1)
-    return {
-        "hit@1": 1 / n_candidates,
-        "ndcg@5": float(np.mean(np.where(ranks <= 5, 1 / np.log2(ranks + 1), 0))),
-        "mrr@10": float(np.mean(np.where(ranks <= 10, 1 / ranks, 0))),
-    }
-
-
-def quality_rows(users, sasrec_epochs):
-    import recbole_mllmr1  # noqa: F401
-    from recbole_mllmr1.quick_start import run_recbole
-
-    rows = []
-    for mode in ("uni9", "uni19"):
-        common = {"eval_args": {"mode": mode}, "eval_user_sample": users, "show_progress": False, "state": "WARNING"}
-        start = time.perf_counter()
-        result = run_recbole("MLLMRecR1", "ml-100k", config_dict={**common, "stages": []})
-        rows.append({"mode": mode, "model": "MLLMRecR1 zero-shot (SmolLM2-135M)", **result["test_result"], "seconds": time.perf_counter() - start})
-        start = time.perf_counter()
-        result = run_recbole("SASRec", "ml-100k", config_dict={**common, "epochs": sasrec_epochs}, saved=True)
-        rows.append({"mode": mode, "model": f"SASRec ({sasrec_epochs} epochs)", **result["test_result"], "seconds": time.perf_counter() - start})
-        rows.append({"mode": mode, "model": "random (analytic)", **random_floor(10 if mode == "uni9" else 20), "seconds": 0.0})
-    return rows
 
 
 def _throughput(method, n_users, queue):
@@ -102,39 +71,29 @@ def throughput_rows(n_users):
     return rows
 
 
-def write(quality, throughput, args):
+def write(throughput, args):
     os.makedirs(RESULTS, exist_ok=True)
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU, {platform.python_version()}"
-    lines = [f"# Zero-shot evaluation benchmark\n\nCommand: `python benchmarks/bench_eval.py {' '.join(sys.argv[1:])}`; machine: {machine}.\n"]
-    if quality:
-        lines += [
-            f"## Quality (test set, seeded sample of {args.users} users, RecBole leave-one-out)\n",
-            "| mode | model | HR@1 | NDCG@5 | MRR@10 | wall s |", "|---|---|---|---|---|---|",
-        ]
-        lines += [f"| {r['mode']} | {r['model']} | {r['hit@1']:.3f} | {r['ndcg@5']:.3f} | {r['mrr@10']:.3f} | {r['seconds']:.0f} |" for r in quality]
-    lines += [f"\n## Scorer throughput ({args.throughput_users} users, uni9: 10 candidates each)\n",
-              "| method | users/s | speed-up | peak RSS MiB |", "|---|---|---|---|"]
+    lines = [f"# Scorer throughput benchmark\n\nCommand: `python benchmarks/bench_eval.py {' '.join(sys.argv[1:])}`; machine: {machine}.\n",
+             f"## Scorer throughput ({args.throughput_users} users, uni9: 10 candidates each)\n",
+             "| method | users/s | speed-up | peak RSS MiB |", "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['users_per_s']:.3f} | {r['speedup']:.1f}x | {r['peak_rss_mib']:.0f} |" for r in throughput]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(RESULTS, "eval.md"), "w") as file:
         file.write(text)
     with open(os.path.join(RESULTS, "eval.csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=["table", "mode", "model", *METRICS, "seconds", "method", "users", "users_per_s", "speedup", "peak_rss_mib"], extrasaction="ignore")
+        writer = csv.DictWriter(file, fieldnames=["method", "users", "seconds", "users_per_s", "speedup", "peak_rss_mib"], extrasaction="ignore")
         writer.writeheader()
-        writer.writerows([{"table": "quality", **r} for r in quality] + [{"table": "throughput", **r} for r in throughput])
+        writer.writerows(throughput)
     print(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--sasrec-epochs", type=int, default=2)
     parser.add_argument("--throughput-users", type=int, default=10)
-    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     throughput = throughput_rows(args.throughput_users)
-    quality = [] if args.skip_quality else quality_rows(args.users, args.sasrec_epochs)
-    write(quality, throughput, args)
+    write(throughput, args)
 
 
 if __name__ == "__main__":
