@@ -22,16 +22,18 @@ SAMPLE_SEED = 7  # not the SFT seed: these prompts are not the ones the main com
 
 
 def line_end_features(model, sample):
-    """Last hidden state at the last token of each candidate line, and the answer letter's log-probs."""
+    """Last hidden state at the last token of each candidate line of the sample's scoring prompt."""
     import torch
 
+    from recbole_mllmr1.prompts import CANDIDATES_HEADER
+    from recbole_mllmr1.scoring import render_prompt
     from recbole_mllmr1.training_samples import sample_messages
 
-    text = model.tokenizer.apply_chat_template(sample_messages(model, sample), tokenize=False, add_generation_prompt=True)
+    text = render_prompt(model.tokenizer, sample_messages(model, sample))
     encoded = model.tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
     with torch.no_grad():
         hidden = model.llm(input_ids=torch.tensor([encoded["input_ids"]]), output_hidden_states=True).hidden_states[-1][0]
-    list_start = text.index("Candidates:\n") + len("Candidates:\n")
+    list_start = text.index(CANDIDATES_HEADER) + len(CANDIDATES_HEADER)
     line_ends = np.cumsum([len(line) + 1 for line in text[list_start:].split("\n")[: len(sample.candidates)]]) + list_start - 1
     ends = np.array([end for _, end in encoded["offset_mapping"]])
     token_rows = [int(np.nonzero((ends <= line_end) & (ends > 0))[0].max()) for line_end in line_ends]

@@ -10,6 +10,7 @@ import string
 CANDIDATE_LABELS = string.ascii_uppercase
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+CANDIDATES_HEADER = "Candidates:\n"  # the candidate lines follow it, one per line
 
 SYSTEM_PROMPT = (
     "You are a sequential recommender. From the items a user interacted with, in order, "
@@ -43,8 +44,7 @@ def build_messages(history_texts, candidate_texts):
     user = (
         "The user's history, oldest first:\n"
         f"{history_block(history_texts)}\n\n"
-        "Candidates:\n"
-        f"{candidate_block(candidate_texts)}\n\n"
+        f"{CANDIDATES_HEADER}{candidate_block(candidate_texts)}\n\n"
         "Which candidate comes next?"
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
