@@ -1,4 +1,4 @@
-"""The one place where RecBole 1.2.1 is adapted to today's numpy / torch.
+"""The one place where RecBole 1.2.1 is adapted to today's numpy / torch (and to torchrun).
 
 Each fix names the RecBole line it is for and when it can go; everything is applied
 once, on ``import recbole_mllmr1``. Two more incompatibilities are handled without
@@ -8,6 +8,7 @@ patching: pandas 3 (``Dataset._remap`` on ``token_seq`` fields, silent
 only module that imports it; RecBole uses ray only for hyper-parameter search.
 """
 import importlib
+import os
 import types
 
 import numpy as np
@@ -53,6 +54,25 @@ def trust_recbole_checkpoints():
         trainer_module.torch = _TrustedCheckpointTorch()
 
 
+def race_free_ensure_dir(dir_path):
+    """recbole/utils/utils.py:44 ``ensure_dir`` checks, then creates: two processes started
+    together (torchrun) both see no ``./log`` and one dies of FileExistsError in init_logger."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
+# Every RecBole module that binds ensure_dir by name at import time.
+_ENSURE_DIR_USERS = (
+    "recbole.utils.utils", "recbole.utils", "recbole.utils.logger",
+    "recbole.data.utils", "recbole.data", "recbole.trainer.trainer", "recbole.trainer",
+)
+
+
+def make_ensure_dir_race_free():
+    for module_name in _ENSURE_DIR_USERS:
+        importlib.import_module(module_name).ensure_dir = race_free_ensure_dir
+
+
 def apply():
     restore_numpy_aliases()
     trust_recbole_checkpoints()
+    make_ensure_dir_race_free()

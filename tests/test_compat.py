@@ -70,6 +70,47 @@ def test_torch_load_elsewhere_keeps_its_safe_default():
     assert inspect.signature(torch.load).parameters["weights_only"].default is None
 
 
+def _directory_created_by_another_process_after_the_check(monkeypatch, path):
+    """os.path.exists says no, then another process creates the folder before makedirs runs."""
+    import os
+
+    real_makedirs = os.makedirs
+
+    def makedirs_after_a_concurrent_one(name, *args, **kwargs):
+        real_makedirs(name, exist_ok=True)
+        return real_makedirs(name, *args, **kwargs)
+
+    monkeypatch.setattr(os.path, "exists", lambda name: False if str(name) == str(path) else os.path.isdir(name))
+    monkeypatch.setattr(os, "makedirs", makedirs_after_a_concurrent_one)
+
+
+def test_recbole_ensure_dir_loses_the_race_between_two_processes(monkeypatch, tmp_path):
+    import importlib.util
+
+    # A fresh copy of recbole/utils/utils.py: the imported one is patched.
+    origin = importlib.util.find_spec("recbole.utils.utils").origin
+    spec = importlib.util.spec_from_file_location("recbole_utils_unpatched", origin)
+    unpatched = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unpatched)
+    assert unpatched.ensure_dir is not compat.race_free_ensure_dir
+    _directory_created_by_another_process_after_the_check(monkeypatch, tmp_path / "log")
+    with pytest.raises(FileExistsError):
+        unpatched.ensure_dir(str(tmp_path / "log"))
+
+
+def test_ensure_dir_survives_the_race_in_every_module_that_binds_it(monkeypatch, tmp_path):
+    import importlib
+
+    _directory_created_by_another_process_after_the_check(monkeypatch, tmp_path / "log")
+    for module_name in compat._ENSURE_DIR_USERS:
+        module = importlib.import_module(module_name)
+        assert module.ensure_dir is compat.race_free_ensure_dir, module_name
+        module.ensure_dir(str(tmp_path / "log"))
+    recbole_modules = [m for name, m in sys.modules.items() if name.startswith("recbole.") and m is not None]
+    unpatched = [m.__name__ for m in recbole_modules if callable(getattr(m, "ensure_dir", None)) and m.ensure_dir is not compat.race_free_ensure_dir]
+    assert not unpatched
+
+
 def test_the_plugin_never_imports_ray_or_recbole_quick_start():
     code = (
         "import sys, recbole_mllmr1, recbole_mllmr1.quick_start, recbole_mllmr1.cli;"

@@ -152,7 +152,8 @@ def test_grpo_trains_on_two_cpu_processes(tiny_data_path, default_llm_dir, tmp_p
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
+    first_traceback = output[output.find("Traceback") :][:4000] if "Traceback" in output else ""
+    assert result.returncode == 0, first_traceback + "\n...\n" + output[-2000:]
     assert output.count("training on 2 process(es)") == 2 and "test result" in output
     (run_dir,) = glob.glob(os.path.join(tmp_path, "MLLMRecR1-tiny-*"))
     assert os.path.isfile(os.path.join(run_dir, "grpo", "done.json"))
