@@ -82,7 +82,9 @@ def sft_records(recbole_trainer, train_data):
         from recbole_mllmr1.cot.build import build_mixed_grained_dataset
         from datasets import load_dataset
 
-        path = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=config["show_progress"])
+        # One process runs the teacher and fills the caches; under torchrun the others then read them.
+        with recbole_trainer.distributed.main_process_first():
+            path = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=config["show_progress"])
         return [{"prompt": r["prompt"], "completion": r["completion"]} for r in load_dataset("json", data_files=path, split="train")]
     if config["sft_data"] != "plain":
         raise ValueError(f"sft_data [{config['sft_data']}] must be 'plain' or 'mixed'.")
