@@ -3,6 +3,8 @@
     python benchmarks/bench_compare.py              # every row, 200 sampled test users
     python benchmarks/bench_compare.py --reduced    # zero-shot MLLMRecR1 rows, 2 epochs per sequential baseline
     python benchmarks/bench_compare.py --reduced --modes full --models Pop,BPR,SASRec,mllmrecr1-zero-shot
+    python benchmarks/bench_compare.py --reduced --modes uni9 --models Pop,...,MLLMRecR1 \
+        --mllmrecr1-config properties/quick_start_config/compare_cpu_training.yaml   # trained rows on 2 CPU cores
 
 Each mode runs the CLI into runs/bench_compare/<mode>/ (run folders with checkpoints and per-user
 vectors; resumable: rerunning skips finished rows) and copies the table, the charts and the
@@ -20,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from recbole_mllmr1.cli import main as cli_main
 from recbole_mllmr1.textualize.sources import shared_posters_dir
 
@@ -32,6 +36,11 @@ ZERO_SHOT_ROWS = ("mllmrecr1-zero-shot", "mllmrecr1-zero-shot-no-image-text")
 COPIED = ("results.csv", "results.md", "metrics.png", "time.png")
 
 
+def _yaml_value(value):
+    """``value`` as YAML that reads back the same (``5e-05`` would read back as a string)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def compare_arguments(mode, args):
     models = args.models.split(",") if args.models else BASELINES + (ZERO_SHOT_ROWS if args.reduced else ("MLLMRecR1",))
     arguments = ["compare", "--dataset", "ml-100k", "--mode", mode, "--models", ",".join(models),
@@ -41,6 +50,10 @@ def compare_arguments(mode, args):
         arguments += ["--config", "MLLMRecR1.textualizer=offline", "--config", f"MLLMRecR1.image_dir={posters}"]
     if args.reduced:
         arguments += [f"--config={model}.epochs=2" for model in SEQUENTIAL_BASELINES]
+    if args.mllmrecr1_config:
+        with open(args.mllmrecr1_config, encoding="utf-8") as file:
+            settings = yaml.safe_load(file)
+        arguments += [f"--config=MLLMRecR1.{key}={_yaml_value(value)}" for key, value in settings.items()]
     return arguments + (["--force"] if args.force else [])
 
 
@@ -52,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--reduced", action="store_true", help="zero-shot MLLMRecR1 rows only, 2 epochs per sequential baseline")
     parser.add_argument("--models", default=None, help="comma-separated models or row slugs instead of every row")
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
+    parser.add_argument("--mllmrecr1-config", default=None, help="a yaml of MLLMRecR1 settings for all its rows, passed as --config")
     args = parser.parse_args(argv)
     for mode in args.modes.split(","):
         arguments = compare_arguments(mode, args)
