@@ -1,0 +1,38 @@
+"""The headline benchmark's command line: what it hands to `recbole-mllmr1 compare`."""
+import argparse
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from recbole_mllmr1.compare import parse_overrides
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _bench_compare():
+    spec = importlib.util.spec_from_file_location("bench_compare", REPOSITORY / "benchmarks" / "bench_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_path):
+    settings = {"grpo_learning_rate": 0.00005, "sft_steps": 24, "stages": ["sft", "grpo"], "use_image_text": False}
+    config_file = tmp_path / "cpu.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    args = argparse.Namespace(models="SASRec,MLLMRecR1", seeds="0", eval_user_sample=10, reduced=True, force=False,
+                              mllmrecr1_config=str(config_file))
+    arguments = _bench_compare().compare_arguments("uni9", args)
+    items = [a.removeprefix("--config=") for a in arguments if a.startswith("--config=")]
+    common, per_model = parse_overrides(items)
+    assert not common and per_model["SASRec"] == {"epochs": 2}
+    # 5e-05 written plainly would read back as the string '5e-05'.
+    assert {key: per_model["MLLMRecR1"][key] for key in settings} == settings
+
+
+def test_the_shipped_cpu_training_config_is_read_as_numbers():
+    path = REPOSITORY / "properties" / "quick_start_config" / "compare_cpu_training.yaml"
+    settings = yaml.safe_load(path.read_text())
+    assert settings["stopping_step"] >= 1 and all(isinstance(v, (int, float)) for v in settings.values())
+    assert settings["grpo_batch_size"] % settings["grpo_num_generations"] == 0
