@@ -29,7 +29,7 @@ import shutil
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
 
@@ -42,6 +42,7 @@ from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, random_ra
 from recbole_mllmr1.plots import plot_metrics, plot_times
 from recbole_mllmr1.quick_start import run_recbole
 from recbole_mllmr1.significance import ALPHA, paired_bootstrap_p_value, significance_label
+from recbole_mllmr1.trainer import ZERO_SHOT
 
 LLM_MODEL = "MLLMRecR1"
 RETRIEVER_MODEL = "SASRec"  # the full-ranking retriever whose top-K MLLMRecR1 reranks
@@ -105,6 +106,11 @@ def _slug(name):
 def metric_label(metric):
     name, k = metric.split("@")
     return f"{_METRIC_LABELS[name]}@{k}"
+
+
+# Trained stages against the untrained model of the same run.
+GAIN_COLUMN = f"gain vs zero-shot ({metric_label(SIGNIFICANCE_METRIC)})"
+GAIN_P_COLUMN = "p vs zero-shot"
 
 
 # ---- what to run -----------------------------------------------------------------------
@@ -456,7 +462,7 @@ def table_columns():
         ["row", "model", "seeds", "users"]
         + metric_columns
         + ["train s", "eval s", "params trainable", "params total", f"p ({metric_label(SIGNIFICANCE_METRIC)})",
-           "vs best baseline", "config", "config hash", "error"]
+           "vs best baseline", GAIN_COLUMN, GAIN_P_COLUMN, "config", "config hash", "error"]
     )
 
 
@@ -540,8 +546,28 @@ def add_significance(entries, results):
     return best["row"]
 
 
+def add_gain_over_zero_shot(rows, entries, results):
+    """A trained stage's row against the zero-shot test of the same run (same users, same candidates).
+
+    The trainer tests the untrained model first, so "does training help" is a paired question
+    within one run, apart from how far the row is from the best baseline.
+    """
+    for row, entry in zip(rows, entries):
+        if not row.stage or row.stage == ZERO_SHOT:
+            continue
+        seeds = [seed for seed in results[row.name] if not seed.error]
+        zero_shot = [replace(seed, per_user_file=per_user_file(seed.spec.run_dir, ZERO_SHOT)) for seed in seeds]
+        if not seeds or not all(os.path.isfile(seed.per_user_file) for seed in zero_shot):
+            continue
+        values, reference = paired_values(seeds, zero_shot, SIGNIFICANCE_METRIC)
+        entry[GAIN_COLUMN] = values.mean() - reference.mean()
+        entry[GAIN_P_COLUMN] = paired_bootstrap_p_value(values, reference)
+
+
 def build_table(rows, results, settings):
-    entries = [random_entry(settings, results)] + [summarize_row(row, results[row.name], settings) for row in rows]
+    row_entries = [summarize_row(row, results[row.name], settings) for row in rows]
+    add_gain_over_zero_shot(rows, row_entries, results)
+    entries = [random_entry(settings, results)] + row_entries
     best = add_significance(entries, results)
     return entries, best
 
@@ -591,14 +617,16 @@ def markdown_table(entries, best, settings):
         + (f"; a seeded sample of {settings.eval_user_sample} test users per seed" if settings.eval_user_sample else "")
         + ". Metrics are means over seeds (± std over seeds when there are several); MRR is MRR@10.",
         f"{p_label}: paired bootstrap over (seed, user) pairs against the best baseline"
-        f"{f' ({best})' if best else ''}; n.s. = not significant at alpha {ALPHA:g}.",
+        f"{f' ({best})' if best else ''}; n.s. = not significant at alpha {ALPHA:g}. "
+        f"{GAIN_COLUMN} and {GAIN_P_COLUMN} (trained stages): the same test against the zero-shot model of the same run.",
         "",
         f"Command: `{command_line(settings)}`  ",
         f"Machine: {machine()}",
         "",
     ]
     columns = ["row"] + [metric_label(metric) for metric in METRICS] + ["train s", "eval s", "params (trainable / total)",
-                                                                        p_label, "vs best baseline", "config", "error"]
+                                                                        p_label, "vs best baseline", GAIN_COLUMN, GAIN_P_COLUMN,
+                                                                        "config", "error"]
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))
     for entry in entries:
@@ -608,7 +636,7 @@ def markdown_table(entries, best, settings):
             + [_format(entry[metric_label(m)], entry[f"{metric_label(m)} std"]) for m in METRICS]
             + [_format(entry["train s"], digits=1), _format(entry["eval s"], digits=1), params,
                _format(entry[p_label]), entry["vs best baseline"] if isinstance(entry["vs best baseline"], str) else "",
-               entry["config"], entry["error"][:200]]
+               _format(entry[GAIN_COLUMN]), _format(entry[GAIN_P_COLUMN]), entry["config"], entry["error"][:200]]
         )
         lines.append("| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

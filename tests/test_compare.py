@@ -146,6 +146,28 @@ def test_each_tested_stage_gets_its_own_per_user_metrics():
     assert "tested no stage [grpo] (tested: zero-shot)" in missing.error
 
 
+def test_trained_stages_are_tested_against_the_zero_shot_model_of_their_run(tmp_path):
+    rng = np.random.default_rng(0)
+    users = np.arange(1, 301)
+    zero_shot = rng.random(300)
+    per_stage = {"zero-shot": zero_shot, "sft": zero_shot + 0.1 + rng.normal(0, 0.02, 300), "grpo": zero_shot + rng.normal(0, 0.3, 300)}
+    run_dir = tmp_path / "run" / "seed0"
+    run_dir.mkdir(parents=True)
+    for stage, ndcg in per_stage.items():
+        np.savez(compare.per_user_file(str(run_dir), stage), user_ids=users, **{"ndcg@10": ndcg})
+    spec = types.SimpleNamespace(run_dir=str(run_dir))
+    rows = [compare.Row("trained (SFT)", "MLLMRecR1", stage="sft"), compare.Row("trained (SFT+GRPO)", "MLLMRecR1", stage="grpo"),
+            compare.Row("untrained", "MLLMRecR1")]
+    results = {row.name: [compare.RowSeed(0, spec, {}, per_user_file=compare.per_user_file(str(run_dir), row.stage or "zero-shot"))]
+               for row in rows}
+    entries = [{compare.GAIN_COLUMN: np.nan, compare.GAIN_P_COLUMN: np.nan} for _ in rows]
+    compare.add_gain_over_zero_shot(rows, entries, results)
+    sft, grpo, untrained = entries
+    assert sft[compare.GAIN_COLUMN] == pytest.approx((per_stage["sft"] - zero_shot).mean()) and sft[compare.GAIN_P_COLUMN] < 0.05
+    assert abs(grpo[compare.GAIN_COLUMN]) < 0.05 and grpo[compare.GAIN_P_COLUMN] > 0.05
+    assert np.isnan(untrained[compare.GAIN_COLUMN])  # not a trained stage
+
+
 # ---- configuration ---------------------------------------------------------------------
 def test_rows_overrides_and_modes_are_validated():
     rows = compare.select_rows(["Pop", "MLLMRecR1"], "full")
