@@ -41,10 +41,16 @@ def _yaml_value(value):
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+def _folder(mode, args):
+    return f"{mode}_{args.tag}" if args.tag else mode
+
+
 def compare_arguments(mode, args):
     models = args.models.split(",") if args.models else BASELINES + (ZERO_SHOT_ROWS if args.reduced else ("MLLMRecR1",))
-    arguments = ["compare", "--dataset", "ml-100k", "--mode", mode, "--models", ",".join(models),
-                 "--seeds", args.seeds, "--eval-user-sample", str(args.eval_user_sample), "--out", str(RUNS_DIR / mode)]
+    arguments = ["compare", "--dataset", "ml-100k", "--mode", mode, "--models", ",".join(models), "--seeds", args.seeds]
+    if args.eval_user_sample:
+        arguments += ["--eval-user-sample", str(args.eval_user_sample)]
+    arguments += ["--out", str(RUNS_DIR / _folder(mode, args))]
     posters = shared_posters_dir()
     if posters:
         arguments += ["--config", "MLLMRecR1.textualizer=offline", "--config", f"MLLMRecR1.image_dir={posters}"]
@@ -61,11 +67,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="uni9,full", help="comma-separated evaluation modes (default: uni9,full)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--eval-user-sample", type=int, default=200, help="test users per seed (default: 200)")
+    parser.add_argument("--eval-user-sample", type=int, default=200, help="test users per seed, 0 = all (default: 200)")
     parser.add_argument("--reduced", action="store_true", help="zero-shot MLLMRecR1 rows only, 2 epochs per sequential baseline")
     parser.add_argument("--models", default=None, help="comma-separated models or row slugs instead of every row")
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
     parser.add_argument("--mllmrecr1-config", default=None, help="a yaml of MLLMRecR1 settings for all its rows, passed as --config")
+    parser.add_argument("--tag", default=None, help="suffix of the run and results folders, e.g. 'gpu' -> compare_uni9_gpu")
     args = parser.parse_args(argv)
     for mode in args.modes.split(","):
         arguments = compare_arguments(mode, args)
@@ -73,13 +80,13 @@ def main(argv=None):
         start = time.perf_counter()
         cli_main(arguments)
         wall_time = time.perf_counter() - start
-        target = RESULTS_DIR / f"compare_{mode}"
+        target = RESULTS_DIR / f"compare_{_folder(mode, args)}"
         target.mkdir(parents=True, exist_ok=True)
         for name in COPIED:
-            shutil.copy(RUNS_DIR / mode / name, target / name)
+            shutil.copy(RUNS_DIR / _folder(mode, args) / name, target / name)
         with open(target / "command.json", "w", encoding="utf-8") as file:
             json.dump({"command": "recbole-mllmr1 " + " ".join(arguments), "wall_time_s": round(wall_time, 1),
-                       "run_folder": os.path.relpath(RUNS_DIR / mode, REPOSITORY)}, file, indent=2)
+                       "run_folder": os.path.relpath(RUNS_DIR / _folder(mode, args), REPOSITORY)}, file, indent=2)
         print(f"== {mode}: {wall_time / 60:.1f} min; results in {target}", flush=True)
     return 0
 

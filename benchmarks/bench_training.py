@@ -1,10 +1,12 @@
 """SFT and GRPO throughput of MLLMRecR1 with the default model on CPU (or GPU when present).
 
-    python benchmarks/bench_training.py [--steps 4]
+    python benchmarks/bench_training.py [--steps 4] [--config FILE] [--out NAME]
 
 Each stage runs in its own process (so peak RSS is its own) on ml-100k training samples with
-the main command's settings (properties/quick_start_config/main_cpu.yaml): samples/s, tokens/s
-(prompt + completion tokens TRL counted) and peak memory. Writes benchmarks/results/training.md.
+the main command's settings (properties/quick_start_config/main_cpu.yaml, or --config; SFT on
+answer-only samples, so that no teacher generation is timed):
+samples/s, tokens/s (prompt + completion tokens TRL counted), peak RSS and, on a GPU, peak GPU
+memory. Writes benchmarks/results/training.md (or --out).
 """
 import argparse
 import multiprocessing
@@ -17,7 +19,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MAIN_CPU = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "quick_start_config", "main_cpu.yaml")
 
 
-def _run_stage(stage, steps, queue):
+def _run_stage(stage, steps, config_file, queue):
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -29,8 +31,8 @@ def _run_stage(stage, steps, queue):
     from recbole_mllmr1.training import settings, stages
     from recbole_mllmr1.training.rewards import get_rewards
 
-    config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[MAIN_CPU],
-                    config_dict={"state": "WARNING", "stages": [stage], f"{stage}_steps": steps, "checkpoint_dir": "/tmp/bench_training",
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[config_file],
+                    config_dict={"state": "WARNING", "stages": [stage], "sft_data": "plain", f"{stage}_steps": steps, "checkpoint_dir": "/tmp/bench_training",
                                  "show_progress": False})
     model, train_data, _, _ = prepare_run(config)
     trainer = MLLMRecR1Trainer(config, model)
@@ -57,35 +59,43 @@ def _run_stage(stage, steps, queue):
                                   train_dataset=Dataset.from_list(records), processing_class=model.tokenizer, callbacks=[CountTokens()])
         batch = config["grpo_batch_size"]  # completions per step
     trl_trainer.args.save_strategy = "no"
+    on_cuda = torch.device(config["device"]).type == "cuda"
     start = time.perf_counter()
     trl_trainer.train()
     seconds = time.perf_counter() - start
     queue.put({"stage": stage, "steps": steps, "seconds": seconds, "samples_per_s": steps * batch / seconds,
                "tokens_per_s": (tokens[-1] if tokens else float("nan")) / seconds,
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "device": "cuda" if torch.cuda.is_available() else "cpu"})
+               "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
+               "device": torch.cuda.get_device_name() if on_cuda else "cpu"})
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--config", default=MAIN_CPU, help="MLLMRecR1 config file (default: main_cpu.yaml)")
+    parser.add_argument("--out", default="training.md", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     rows = []
     for stage in ("sft", "grpo"):
         queue = context.Queue()
-        process = context.Process(target=_run_stage, args=(stage, args.steps, queue))
+        process = context.Process(target=_run_stage, args=(stage, args.steps, args.config, queue))
         process.start()
         rows.append(queue.get())
         process.join()
     machine = f"{os.cpu_count()}-core {platform.machine()}, Python {platform.python_version()}"
-    lines = [f"# Training throughput (default model, main_cpu.yaml settings)\n\nCommand: `python benchmarks/bench_training.py --steps {args.steps}`; machine: {machine}.\n",
-             "| stage | device | steps | samples/s | tokens/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['stage']} | {r['device']} | {r['steps']} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} |" for r in rows]
+    config_name = os.path.basename(args.config)
+    command = f"python benchmarks/bench_training.py --steps {args.steps}" + ("" if args.config == MAIN_CPU else f" --config {os.path.relpath(args.config)}")
+    lines = [f"# Training throughput (default model, {config_name} settings)\n\nCommand: `{command}`; machine: {machine}.\n",
+             "| stage | device | steps | samples/s | tokens/s | peak RSS MiB | peak GPU MiB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gpu_memory = "" if r["peak_gpu_mib"] is None else f"{r['peak_gpu_mib']:.0f}"
+        lines.append(f"| {r['stage']} | {r['device']} | {r['steps']} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} | {gpu_memory} |")
     lines.append("\nsamples = SFT samples, or GRPO completions (prompts x generations); tokens = what TRL counted (prompt + completion).")
     text = "\n".join(lines) + "\n"
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "training.md"), "w") as file:
+    with open(os.path.join(RESULTS, args.out), "w") as file:
         file.write(text)
     print(text)
 

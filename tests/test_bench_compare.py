@@ -3,6 +3,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import pytest
 import yaml
 
 from recbole_mllmr1.compare import parse_overrides
@@ -22,7 +23,7 @@ def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_pa
     config_file = tmp_path / "cpu.yaml"
     config_file.write_text(yaml.safe_dump(settings))
     args = argparse.Namespace(models="SASRec,MLLMRecR1", seeds="0", eval_user_sample=10, reduced=True, force=False,
-                              mllmrecr1_config=str(config_file))
+                              mllmrecr1_config=str(config_file), tag=None)
     arguments = _bench_compare().compare_arguments("uni9", args)
     items = [a.removeprefix("--config=") for a in arguments if a.startswith("--config=")]
     common, per_model = parse_overrides(items)
@@ -31,8 +32,17 @@ def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_pa
     assert {key: per_model["MLLMRecR1"][key] for key in settings} == settings
 
 
-def test_the_shipped_cpu_training_config_is_read_as_numbers():
-    path = REPOSITORY / "properties" / "quick_start_config" / "compare_cpu_training.yaml"
-    settings = yaml.safe_load(path.read_text())
-    assert settings["stopping_step"] >= 1 and all(isinstance(v, (int, float)) for v in settings.values())
+def test_every_user_and_a_tag_give_their_own_folder_and_no_user_sample():
+    args = argparse.Namespace(models="SASRec", seeds="0", eval_user_sample=0, reduced=False, force=False,
+                              mllmrecr1_config=None, tag="gpu")
+    arguments = _bench_compare().compare_arguments("uni9", args)
+    assert "--eval-user-sample" not in arguments
+    assert arguments[arguments.index("--out") + 1].endswith("bench_compare/uni9_gpu")
+
+
+@pytest.mark.parametrize("name", ["compare_cpu_training.yaml", "gpu_default_model.yaml"])
+def test_the_shipped_training_configs_are_read_as_numbers_or_lists(name):
+    settings = yaml.safe_load((REPOSITORY / "properties" / "quick_start_config" / name).read_text())
+    assert settings["stopping_step"] >= 1 and all(isinstance(v, (int, float, str, list)) for v in settings.values())
+    assert all(isinstance(settings[key], (int, float)) for key in settings if "learning_rate" in key)
     assert settings["grpo_batch_size"] % settings["grpo_num_generations"] == 0

@@ -15,8 +15,9 @@ from recbole_mllmr1.training import settings
 from recbole_mllmr1.training.rewards import get_rewards
 from recbole_mllmr1.training_samples import answer_record, draw_training_samples, sample_messages
 
-# What a researcher checks first in a GRPO run, in TRL 1.x's metric names.
-_LOGGED = ("loss", "reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl")
+# What a researcher checks first in a GRPO run, in TRL 1.x's metric names (step_time: seconds
+# per GRPO optimizer step, generation included).
+_LOGGED = ("loss", "reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl", "step_time")
 
 
 class RecBoleSelection(TrainerCallback):
