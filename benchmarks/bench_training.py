@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import time
+from queue import Empty
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MAIN_CPU = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "quick_start_config", "main_cpu.yaml")
@@ -70,6 +71,16 @@ def _run_stage(stage, steps, config_file, queue):
                "device": torch.cuda.get_device_name() if on_cuda else "cpu"})
 
 
+def _stage_result(stage, process, queue):
+    """The stage's row; a stage process that dies before reporting is an error, not a silent hang."""
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"The {stage} benchmark process exited with code {process.exitcode} before reporting: its traceback is above.")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
@@ -82,7 +93,7 @@ def main():
         queue = context.Queue()
         process = context.Process(target=_run_stage, args=(stage, args.steps, args.config, queue))
         process.start()
-        rows.append(queue.get())
+        rows.append(_stage_result(stage, process, queue))
         process.join()
     machine = f"{os.cpu_count()}-core {platform.machine()}, Python {platform.python_version()}"
     config_name = os.path.basename(args.config)

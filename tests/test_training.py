@@ -67,7 +67,8 @@ def test_stage_results_history_and_plot(trained_run):
     with open(os.path.join(run_dir, "history.jsonl")) as file:
         history = [json.loads(line) for line in file]
     grpo_train = [r for r in history if r["stage"] == "grpo" and r["kind"] == "train"]
-    assert grpo_train and {"reward", "reward_std", "frac_reward_zero_std", "completions/mean_length"} <= set(grpo_train[0])
+    assert grpo_train and {"reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "step_time"} <= set(grpo_train[0])
+    assert all(r["step_time"] > 0 for r in grpo_train)
     assert [r["step"] for r in history if r["stage"] == "sft" and r["kind"] == "valid"] == [1, 2]
     assert os.path.getsize(os.path.join(run_dir, "reward_vs_valid.png")) > 5000
 
