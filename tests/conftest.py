@@ -1,4 +1,5 @@
 """Shared fixtures: tiny RecBole datasets written by the tests, and RecBole configs over them."""
+import importlib.util
 import os
 import random
 
@@ -11,6 +12,14 @@ SHARED = os.environ.get("RECBOLE_MLLMR1_SHARED", os.path.join(REPO_ROOT, "..", "
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Western", "Animation"]
 WORDS = ["Red", "Night", "River", "Star", "Ghost", "Summer", "Iron", "Garden", "Lost", "City", "Blue", "King"]
+
+
+def load_benchmark(name):
+    """A script of benchmarks/ as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_tiny_dataset(folder, name="tiny", n_users=30, n_items=40, per_user=8, seed=0, with_title=True):

@@ -1,21 +1,14 @@
 """The headline benchmark's command line: what it hands to `recbole-mllmr1 compare`."""
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
 
 from recbole_mllmr1.compare import parse_overrides
+from tests.conftest import load_benchmark
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def _bench_compare():
-    spec = importlib.util.spec_from_file_location("bench_compare", REPOSITORY / "benchmarks" / "bench_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_path):
@@ -24,7 +17,7 @@ def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_pa
     config_file.write_text(yaml.safe_dump(settings))
     args = argparse.Namespace(models="SASRec,MLLMRecR1", seeds="0", eval_user_sample=10, reduced=True, force=False,
                               mllmrecr1_config=str(config_file), tag=None)
-    arguments = _bench_compare().compare_arguments("uni9", args)
+    arguments = load_benchmark("bench_compare").compare_arguments("uni9", args)
     items = [a.removeprefix("--config=") for a in arguments if a.startswith("--config=")]
     common, per_model = parse_overrides(items)
     assert not common and per_model["SASRec"] == {"epochs": 2}
@@ -35,7 +28,7 @@ def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_pa
 def test_every_user_and_a_tag_give_their_own_folder_and_no_user_sample():
     args = argparse.Namespace(models="SASRec", seeds="0", eval_user_sample=0, reduced=False, force=False,
                               mllmrecr1_config=None, tag="gpu")
-    arguments = _bench_compare().compare_arguments("uni9", args)
+    arguments = load_benchmark("bench_compare").compare_arguments("uni9", args)
     assert "--eval-user-sample" not in arguments
     assert arguments[arguments.index("--out") + 1].endswith("bench_compare/uni9_gpu")
 
