@@ -80,13 +80,14 @@ def main(argv=None):
         start = time.perf_counter()
         cli_main(arguments)
         wall_time = time.perf_counter() - start
-        target = RESULTS_DIR / f"compare_{_folder(mode, args)}"
+        folder = _folder(mode, args)
+        target = RESULTS_DIR / f"compare_{folder}"
         target.mkdir(parents=True, exist_ok=True)
         for name in COPIED:
-            shutil.copy(RUNS_DIR / _folder(mode, args) / name, target / name)
+            shutil.copy(RUNS_DIR / folder / name, target / name)
         with open(target / "command.json", "w", encoding="utf-8") as file:
             json.dump({"command": "recbole-mllmr1 " + " ".join(arguments), "wall_time_s": round(wall_time, 1),
-                       "run_folder": os.path.relpath(RUNS_DIR / _folder(mode, args), REPOSITORY)}, file, indent=2)
+                       "run_folder": os.path.relpath(RUNS_DIR / folder, REPOSITORY)}, file, indent=2)
         print(f"== {mode}: {wall_time / 60:.1f} min; results in {target}", flush=True)
     return 0
 
