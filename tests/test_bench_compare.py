@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+import pytest
 import yaml
 
 from recbole_mllmr1.compare import parse_overrides
@@ -36,15 +37,13 @@ def _shipped_config(name):
     return yaml.safe_load((REPOSITORY / "properties" / "quick_start_config" / name).read_text())
 
 
-def test_the_shipped_cpu_training_config_is_read_as_numbers():
-    settings = _shipped_config("compare_cpu_training.yaml")
-    assert settings["stopping_step"] >= 1 and all(isinstance(v, (int, float)) for v in settings.values())
-    assert settings["grpo_batch_size"] % settings["grpo_num_generations"] == 0
-
-
-def test_the_shipped_gpu_config_reads_its_numbers_as_numbers():
-    settings = _shipped_config("gpu_default_model.yaml")
-    text_or_list = {"llm_dtype", "sft_data", "lora_target_modules"}
+@pytest.mark.parametrize("name, not_numbers", [
+    ("compare_cpu_training.yaml", set()),
+    ("compare_cpu_long.yaml", {"lora_target_modules"}),
+    ("gpu_default_model.yaml", {"llm_dtype", "sft_data", "lora_target_modules"}),
+])
+def test_the_shipped_training_configs_read_their_numbers_as_numbers(name, not_numbers):
+    settings = _shipped_config(name)
+    assert {key for key, value in settings.items() if not isinstance(value, (int, float))} == not_numbers
     assert settings["stopping_step"] >= 1
-    assert all(isinstance(value, (int, float)) for key, value in settings.items() if key not in text_or_list)
     assert settings["grpo_batch_size"] % settings["grpo_num_generations"] == 0
