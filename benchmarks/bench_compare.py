@@ -56,10 +56,11 @@ def compare_arguments(mode, args):
         arguments += ["--config", "MLLMRecR1.textualizer=offline", "--config", f"MLLMRecR1.image_dir={posters}"]
     if args.reduced:
         arguments += [f"--config={model}.epochs=2" for model in SEQUENTIAL_BASELINES]
-    if args.mllmrecr1_config:
-        with open(args.mllmrecr1_config, encoding="utf-8") as file:
-            settings = yaml.safe_load(file)
-        arguments += [f"--config=MLLMRecR1.{key}={_yaml_value(value)}" for key, value in settings.items()]
+    settings = {}
+    for path in args.mllmrecr1_config or []:
+        with open(path, encoding="utf-8") as file:
+            settings.update(yaml.safe_load(file))
+    arguments += [f"--config=MLLMRecR1.{key}={_yaml_value(value)}" for key, value in settings.items()]
     return arguments + (["--force"] if args.force else [])
 
 
@@ -71,7 +72,8 @@ def main(argv=None):
     parser.add_argument("--reduced", action="store_true", help="zero-shot MLLMRecR1 rows only, 2 epochs per sequential baseline")
     parser.add_argument("--models", default=None, help="comma-separated models or row slugs instead of every row")
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
-    parser.add_argument("--mllmrecr1-config", default=None, help="a yaml of MLLMRecR1 settings for all its rows, passed as --config")
+    parser.add_argument("--mllmrecr1-config", nargs="+", default=None,
+                        help="yaml files of MLLMRecR1 settings for all its rows, later files overriding earlier ones, passed as --config")
     parser.add_argument("--tag", default=None, help="suffix of the run and results folders, e.g. 'gpu' -> compare_uni9_gpu")
     args = parser.parse_args(argv)
     for mode in args.modes.split(","):
