@@ -1,8 +1,9 @@
-"""Scorer throughput: MLLMRecR1's one-forward-pass scorer against a naive per-candidate `generate`.
+"""Scorer throughput: MLLMRecR1's shared-prompt title scorer against a naive per-candidate `generate`.
 
     python benchmarks/bench_eval.py [--throughput-users 10]
 
-Users/s of the scorer that reads every candidate's letter from one forward pass, against a
+Users/s of the scorer that runs each prompt once and scores every candidate's title on its
+shared key/value cache, against a
 naive scorer that calls `generate` once per candidate (yes/no), on the same users, each in its
 own process so peak RSS is its own. Ranking quality against SASRec and the random floor (uni9,
 uni19, full) comes from `benchmarks/bench_compare.py`, which runs every row through one protocol.
@@ -38,7 +39,7 @@ def _throughput(method, n_users, queue):
         candidates = [int(features[model.ITEM_ID][row])] + rng.choice(np.arange(1, model.n_items), 9, replace=False).tolist()
         requests.append((int(features[model.USER_ID][row]), history, candidates))
     start = time.perf_counter()
-    if method == "one forward per user":
+    if method == "one prompt pass per user":
         model.candidate_log_probs(requests)
     else:
         yes = model.tokenizer(" yes", add_special_tokens=False)["input_ids"][0]
@@ -60,7 +61,7 @@ def _throughput(method, n_users, queue):
 def throughput_rows(n_users):
     context = multiprocessing.get_context("spawn")
     rows = []
-    for method in ("one forward per user", "naive generate per candidate"):
+    for method in ("one prompt pass per user", "naive generate per candidate"):
         queue = context.Queue()
         process = context.Process(target=_throughput, args=(method, n_users, queue))
         process.start()

@@ -6,9 +6,9 @@ Builds training prompts exactly as SFT does (ml-100k's training split, 10 candid
 command's settings), runs the frozen model once per prompt and takes the last hidden state at
 the last token of each candidate line. A logistic regression fitted on the first prompts'
 lines (target vs. negatives) then ranks the candidates of the held-out prompts; its HR@1 is
-compared with the random floor and with the model's own zero-shot answer letter on the same
-prompts. A probe far above the floor while the letter stays at it means the features know
-the answer and the answer head does not (yet). Writes benchmarks/results/probe.md.
+compared with the random floor and with the model's own zero-shot answer (the title scorer)
+on the same prompts. A probe far above the floor while the answer stays at it means the
+features know the answer and the answer head does not (yet). Writes benchmarks/results/probe.md.
 """
 import argparse
 import os
@@ -67,8 +67,8 @@ def main():
     y = np.concatenate([np.arange(len(f)) == t for f, t in zip(features[:n_fit], targets[:n_fit])])
     probe = LogisticRegression(C=0.1, max_iter=2000).fit(x, y)
     probe_hits = [int(np.argmax(probe.decision_function(f)) == t) for f, t in zip(features[n_fit:], targets[n_fit:])]
-    letter_scores = model.candidate_log_probs([(s.user_id, s.history, list(s.candidates)) for s in samples[n_fit:]])
-    letter_hits = [int(np.argmax(log_probs) == t) for (log_probs, _), t in zip(letter_scores, targets[n_fit:])]
+    answer_scores = model.candidate_log_probs([(s.user_id, s.history, list(s.candidates)) for s in samples[n_fit:]])
+    answer_hits = [int(np.argmax(log_probs) == t) for (log_probs, _), t in zip(answer_scores, targets[n_fit:])]
 
     n_candidates = config["train_candidates"]
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU, Python {platform.python_version()}"
@@ -78,7 +78,7 @@ def main():
         f"ml-100k training-split prompts with {n_candidates} candidates; probe fitted on {n_fit} prompts, tested on {len(samples) - n_fit}.\n",
         "| ranking of the held-out prompts' candidates | HR@1 |", "|---|---|",
         f"| random floor | {1 / n_candidates:.3f} |",
-        f"| zero-shot answer letter (the scorer) | {np.mean(letter_hits):.3f} |",
+        f"| zero-shot answer (the title scorer) | {np.mean(answer_hits):.3f} |",
         f"| logistic regression on line-end hidden states | {np.mean(probe_hits):.3f} |",
     ]) + "\n"
     os.makedirs(RESULTS, exist_ok=True)

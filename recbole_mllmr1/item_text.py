@@ -46,9 +46,13 @@ class ItemCatalog:
     def __len__(self):
         return len(self.titles)
 
+    def title(self, item_id):
+        """The item's title as prompts list it and answers name it."""
+        return self.titles[item_id] or "(untitled)"
+
     def text(self, item_id, with_image=True):
         """``title (meta) | image: description`` for one internal item id."""
-        text = self.titles[item_id] or "(untitled)"
+        text = self.title(item_id)
         if self.meta[item_id]:
             text += f" ({self.meta[item_id]})"
         if with_image and self.image_texts[item_id]:

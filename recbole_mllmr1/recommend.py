@@ -10,8 +10,6 @@ import os
 import numpy as np
 import torch
 
-from recbole_mllmr1.prompts import CANDIDATE_LABELS
-
 RUN_CONFIG = "run_config.json"
 
 
@@ -69,7 +67,7 @@ def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True):
     return {
         "user": str(user),
         "history": [entry(i) for i in history],
-        "candidates": [(CANDIDATE_LABELS[position], *entry(candidates[j])) for position, j in enumerate(order)],
+        "candidates": [entry(candidates[j]) for j in order],
         "reasoning": thoughts,
         "ranking": [(*entry(candidates[j]), float(np.exp(log_probs[j]))) for j in ranked],
     }
@@ -79,7 +77,7 @@ def format_recommendation(result):
     lines = [f"User {result['user']}: recent history, oldest first"]
     lines += [f"  [{token}] {text}" for token, text in result["history"]]
     lines += ["Candidates (as listed to the model):"]
-    lines += [f"  {label}. [{token}] {text}" for label, token, text in result["candidates"]]
+    lines += [f"  [{token}] {text}" for token, text in result["candidates"]]
     lines += ["Reasoning:", f"  {result['reasoning'].strip() or '(the model answered directly)'}", "Ranking:"]
     lines += [f"  {rank:2d}. [{token}] {text}  p={p:.3f}" for rank, (token, text, p) in enumerate(result["ranking"], 1)]
     return "\n".join(lines)

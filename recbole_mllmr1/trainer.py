@@ -70,7 +70,7 @@ class MLLMRecR1Trainer(Trainer):
 
         from recbole_mllmr1.training.settings import lora_config
 
-        self.model.llm = get_peft_model(self.model.llm, lora_config(self.config))
+        self.model.llm = get_peft_model(self.model.llm, lora_config(self.config, self.model.llm.config.num_hidden_layers))
         self.model.scorer.model = self.model.llm
         trainable, total = self.model.llm.get_nb_trainable_parameters()
         self.logger.info(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import listing_order
-from recbole_mllmr1.prompts import CANDIDATE_LABELS, format_answer
+from recbole_mllmr1.prompts import format_answer
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,6 @@ class TrainingSample:
     @property
     def target_index(self):
         return self.candidates.index(self.target)
-
-    @property
-    def target_label(self):
-        return CANDIDATE_LABELS[self.target_index]
 
 
 def draw_training_samples(model, train_dataset, num_samples, num_candidates, seed):
@@ -74,5 +70,5 @@ def answer_record(model, sample, rationale=None):
     """A TRL conversational prompt-completion record for SFT."""
     return {
         "prompt": sample_messages(model, sample),
-        "completion": [{"role": "assistant", "content": format_answer(sample.target_label, rationale)}],
+        "completion": [{"role": "assistant", "content": format_answer(model.catalog.title(sample.target), rationale)}],
     }

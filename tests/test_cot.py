@@ -19,7 +19,7 @@ from recbole_mllmr1.cot.prompts import (
     refinement_messages,
 )
 from recbole_mllmr1.cot.teachers import make_teacher
-from recbole_mllmr1.prompts import CANDIDATE_LABELS, parse_answer
+from recbole_mllmr1.prompts import parse_answer
 from recbole_mllmr1.scoring import render_prompt
 from recbole_mllmr1.training_samples import draw_training_samples
 from tests.conftest import TINY_CONFIG
@@ -178,12 +178,12 @@ class PromptHashScorer:
     def __init__(self):
         self.prompts_scored = 0
 
-    def log_probs(self, prompts, n_candidates):
+    def log_probs(self, prompts, candidate_titles):
         self.prompts_scored += len(prompts)
         results = []
-        for prompt, n in zip(prompts, n_candidates):
+        for prompt, titles in zip(prompts, candidate_titles):
             digest = hashlib.sha256(prompt.encode()).digest()
-            results.append(torch.log_softmax(torch.tensor([float(b) / 64 for b in digest[:n]]), dim=0))
+            results.append(torch.log_softmax(torch.tensor([float(b) / 64 for b in digest[: len(titles)]]), dim=0))
         return results
 
 
@@ -261,8 +261,7 @@ def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_confi
     assert {"prompt", "completion", "kind", "user", "target", "confidence", "gain", "rank", "kept", "reason"} <= set(rows.column_names)
     assert rows["kind"].count("plain") == 8 and rows["kind"].count("cot") == 2  # round(0.25 * 8), 2 reliable
     for row in rows:
-        label = parse_answer(row["completion"][0]["content"], config["train_candidates"])
-        assert label is not None and CANDIDATE_LABELS[label] == row["target_label"]
+        assert parse_answer(row["completion"][0]["content"], [row["target_title"]]) == 0
     cot = next(row for row in rows if row["kind"] == "cot")
     assert cot["completion"][0]["content"].startswith("<think>1. Preference signals:")
     assert cot["kept"] and cot["reason"].startswith("kept")
@@ -277,8 +276,11 @@ def test_recorded_confidence_is_the_scoring_models(tiny_cot, cot_config):
     rationale_prefix = cot["completion"][0]["content"].split("<answer>")[0]
     with_prompt = render_prompt(model.tokenizer, cot["prompt"], rationale_prefix)
     without_prompt = render_prompt(model.tokenizer, cot["prompt"])
-    with_rationale, without = model.scorer.log_probs([with_prompt, without_prompt], [5, 5])
-    target = CANDIDATE_LABELS.index(cot["target_label"])
+    (sample,) = _cot_samples(config, model, train_dataset)
+    titles = [model.catalog.title(item) for item in sample.candidates]
+    with_rationale, without = model.scorer.log_probs([with_prompt, without_prompt], [titles, titles])
+    target = sample.target_index
+    assert titles[target] == cot["target_title"]
     assert cot["gain"] == pytest.approx(float(with_rationale[target] - without[target]), abs=1e-4)
     assert cot["confidence"] == pytest.approx(float(with_rationale[target].exp()), abs=1e-4)
     assert cot["rank"] == int((with_rationale >= with_rationale[target]).sum())
@@ -333,18 +335,18 @@ def test_unparseable_replies_are_recorded_as_dropped_never_trained_on(tiny_cot, 
 def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_naming_another(tiny_cot, tmp_path):
     _, model, train_dataset, _, _ = tiny_cot
     samples = draw_training_samples(model, train_dataset, 3, 5, seed=3)
-    prompts, index = [], []
+    prompts, titles, index = [], [], []
     for sample in samples:
         other = sample.candidates[(sample.target_index + 1) % len(sample.candidates)]
         for named in (sample.target, other):
-            label = CANDIDATE_LABELS[sample.candidates.index(named)]
-            rationale = f"The user will pick {model.catalog.titles[named]}, candidate {label}. Answer: {label}."
+            rationale = f"The user will pick {model.catalog.title(named)}. Answer: {model.catalog.title(named)}."
             with_prompt, without_prompt = confidence.scoring_prompts(model, sample, rationale)
             assert with_prompt.endswith(f"<think>{rationale}</think>\n<answer>") and without_prompt.endswith("assistant\n<answer>")
             prompts += [with_prompt, without_prompt]
+            titles += [[model.catalog.title(item) for item in sample.candidates]] * 2
             index.append(sample.target_index)
     cache = JsonlCache(str(tmp_path / "scores.jsonl"))
-    log_probs = confidence.cached_log_probs(model.scorer, confidence.scorer_identity(model.scorer), prompts, [5] * len(prompts), cache)
+    log_probs = confidence.cached_log_probs(model.scorer, confidence.scorer_identity(model.scorer), prompts, titles, cache)
     assert len(cache) == 3 * 2 + 3  # the prompt without a rationale is scored once per sample
     gains = [confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], i).gain for k, i in enumerate(index)]
     assert np.mean(gains[0::2]) > np.mean(gains[1::2])
@@ -363,8 +365,7 @@ def test_the_default_teacher_builds_a_trainable_file(tiny_cot, cot_config):
     rows = load_dataset("json", data_files=path, split="train")
     assert rows["kind"].count("plain") == 6 and rows["kind"].count("cot") == sum(row["kept"] for row in provenance)
     for row in rows:
-        label = parse_answer(row["completion"][0]["content"], config["train_candidates"])
-        assert label is not None and CANDIDATE_LABELS[label] == row["target_label"]
+        assert parse_answer(row["completion"][0]["content"], [row["target_title"]]) == 0
 
 
 # ---- teacher backends --------------------------------------------------------------------

@@ -24,15 +24,15 @@ def tiny(tiny_data_path, default_llm_dir):
 class FirstListedScorer:
     """Always prefers the first listed candidate: a pure position bias."""
 
-    def log_probs(self, prompts, n_candidates):
-        return [torch.log_softmax(torch.linspace(0, -3, n), dim=0) for n in n_candidates]
+    def log_probs(self, prompts, candidate_titles):
+        return [torch.log_softmax(torch.linspace(0, -3, len(titles)), dim=0) for titles in candidate_titles]
 
 
 class ConstantScorer:
     """Gives every candidate the same score, like an answer that names no candidate."""
 
-    def log_probs(self, prompts, n_candidates):
-        return [torch.full((n,), -float(np.log(n))) for n in n_candidates]
+    def log_probs(self, prompts, candidate_titles):
+        return [torch.full((len(titles),), -float(np.log(len(titles)))) for titles in candidate_titles]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_full_sort_reranks_the_retriever_top_k_and_keeps_its_order_below(tiny):
     assert torch.all(finite[:-1] >= finite[1:])
 
 
-def test_more_candidates_than_letters_are_split_over_prompts(tiny):
+def test_more_candidates_than_one_prompt_lists_are_split_over_prompts(tiny):
     _, model, _, _, test_data = tiny
     history = [1, 2, 3]
     candidates = list(range(4, 39))  # 35 candidates, 20 per prompt
@@ -137,16 +137,35 @@ def test_prompt_lists_recent_history_and_candidates_through_the_chat_template(ti
     shown = model.catalog.entry(history[-1])
     hidden = model.catalog.entry(history[-model.max_history - 1])
     assert f"[{shown[0]}] {shown[1]}" in text and f"[{hidden[0]}] " not in text
-    assert f"A. [{model.catalog.entry(20)[0]}]" in text and f"B. [{model.catalog.entry(21)[0]}]" in text
+    candidates = text[text.index("Candidates:\n") :]
+    assert all(f"\n[{model.catalog.entry(i)[0]}] {model.catalog.entry(i)[1]}" in candidates for i in (20, 21))
 
 
-def test_batched_scoring_matches_one_prompt_at_a_time(tiny):
+def _title_log_prob_alone(model, prompt, title):
+    """log P(title</answer> | prompt) from one forward pass over the whole text, no shared cache."""
+    prompt_ids = model.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(prompt + title + "</answer>", add_special_tokens=False)["input_ids"]
+    start = next((k for k, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model.llm(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+    return sum(float(log_probs[k - 1, ids[k]]) for k in range(start, len(ids)))
+
+
+def test_shared_prompt_cache_scores_each_title_as_a_full_forward_does(tiny):
+    """The prompt is run once for all titles; each title must score as if run on its own.
+
+    The titles differ in length (right padding), and one starts with a quote that the tokenizer
+    may merge with the ``>`` that ends ``<answer>``.
+    """
     _, model, _, _, _ = tiny
-    prompts = [model.prompt([1, 2, 3, 4, 5, 6], [7, 8, 9]), model.prompt([10], [11, 12, 13, 14]), model.prompt([3, 2], [1, 5])]
-    batched = model.scorer.log_probs(prompts, [3, 4, 2])
-    for prompt, n, together in zip(prompts, [3, 4, 2], batched):
-        alone = model.scorer.log_probs([prompt], [n])[0]
-        assert torch.allclose(together, alone, atol=1e-4)
+    model.llm.eval()
+    prompt = model.prompt([1, 2, 3], [4, 5, 6])
+    titles = ["Heat", "'Til There Was You", "Star Wars: Episode IV", "Heat"]
+    shared = model.scorer.title_log_likelihoods(prompt, titles).detach()
+    alone = torch.tensor([_title_log_prob_alone(model, prompt, title) for title in titles])
+    assert torch.allclose(shared.double(), alone.double(), atol=2e-3)
+    log_probs = model.scorer.log_probs([prompt], [titles])[0]
+    assert torch.isclose(log_probs.exp().sum(), torch.tensor(1.0), atol=1e-5) and log_probs[0] == log_probs[3]
 
 
 def test_calculate_loss_is_a_differentiable_cross_entropy(tiny):

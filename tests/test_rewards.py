@@ -8,28 +8,31 @@ def conversation(text):
     return [{"role": "assistant", "content": text}]
 
 
+TITLES = ["Heat", "Fargo", "Star Wars", "Star Wars: Episode V"]
 CASES = [
-    # completion, target, n candidates, format, accuracy
-    ("<answer>C</answer>", "C", 10, 1.0, 1.0),
-    ("<think>likes sci-fi</think>\n<answer>C</answer>", "C", 10, 1.0, 1.0),
-    ("<answer> c </answer>", "C", 10, 1.0, 1.0),
-    ("<answer>B</answer>", "C", 10, 1.0, 0.0),
-    ("<answer>K</answer>", "C", 10, 0.0, 0.0),  # not a listed candidate
-    ("<answer>B</answer><answer>C</answer>", "C", 10, 0.0, 0.0),  # two answers name no single item
-    ("C", "C", 10, 0.0, 0.0),  # no answer tags: a miss
-    ("", "A", 10, 0.0, 0.0),
-    ("<answer>Toy Story</answer>", "A", 10, 0.0, 0.0),
+    # completion, target, format, accuracy
+    ("<answer>Fargo</answer>", "Fargo", 1.0, 1.0),
+    ("<think>likes crime films</think>\n<answer>Fargo</answer>", "Fargo", 1.0, 1.0),
+    ("<answer>  fargo </answer>", "Fargo", 1.0, 1.0),  # case and spaces are ignored
+    ("<answer>Heat</answer>", "Fargo", 1.0, 0.0),
+    ("<answer>Star Wars</answer>", "Star Wars: Episode V", 1.0, 0.0),  # a title's prefix is another title
+    ("<answer>Toy Story</answer>", "Fargo", 0.0, 0.0),  # not a listed candidate
+    ("<answer>Far</answer>", "Fargo", 0.0, 0.0),  # part of a title names nothing
+    ("<answer>Heat</answer><answer>Fargo</answer>", "Fargo", 0.0, 0.0),  # two answers name no single item
+    ("Fargo", "Fargo", 0.0, 0.0),  # no answer tags: a miss
+    ("", "Heat", 0.0, 0.0),
+    ("<answer>B</answer>", "Fargo", 0.0, 0.0),  # a letter is not a title
 ]
 
 
-@pytest.mark.parametrize("text,target,n,expected_format,expected_accuracy", CASES)
-def test_rewards_on_crafted_completions(text, target, n, expected_format, expected_accuracy):
-    assert format_reward([conversation(text)], num_candidates=[n]) == [expected_format]
-    assert accuracy_reward([conversation(text)], target_label=[target], num_candidates=[n], prompts=["ignored"]) == [expected_accuracy]
+@pytest.mark.parametrize("text,target,expected_format,expected_accuracy", CASES)
+def test_rewards_on_crafted_completions(text, target, expected_format, expected_accuracy):
+    assert format_reward([conversation(text)], candidate_titles=[TITLES]) == [expected_format]
+    assert accuracy_reward([conversation(text)], target_title=[target], candidate_titles=[TITLES], prompts=["ignored"]) == [expected_accuracy]
 
 
 def test_rewards_accept_plain_text_completions_too():
-    assert accuracy_reward(["<answer>A</answer>"], target_label=["A"], num_candidates=[4]) == [1.0]
+    assert accuracy_reward(["<answer>Heat</answer>"], target_title=["Heat"], candidate_titles=[TITLES]) == [1.0]
 
 
 def test_reward_registry_rejects_unknown_names():

@@ -120,6 +120,23 @@ def test_trl_configs_carry_every_setting_explicitly():
     assert sft.learning_rate == config["sft_learning_rate"] and sft.completion_only_loss and not sft.bf16
 
 
+def test_lora_last_layers_puts_adapters_in_the_top_layers_only(default_llm_dir):
+    from peft import get_peft_model
+
+    from recbole_mllmr1.llm import load_causal_lm
+
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "lora_last_layers": 2})
+    llm = load_causal_lm(config["llm_path"], "cpu")
+    layers = llm.config.num_hidden_layers
+    adapted = get_peft_model(llm, settings.lora_config(config, layers))
+    adapted_layers = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in adapted.named_parameters() if "lora_A" in name}
+    assert adapted_layers == {layers - 2, layers - 1}
+    assert settings.lora_config(Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING"}), layers).layers_to_transform is None
+    config["lora_last_layers"] = layers + 1
+    with pytest.raises(ValueError, match=rf"lora_last_layers \[{layers + 1}\] must be between 1 and the LLM's {layers} layers"):
+        settings.lora_config(config, layers)
+
+
 @pytest.mark.slow
 def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, tiny_data_path):
     from recbole_mllmr1.cli import main as cli_main
@@ -129,7 +146,7 @@ def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, t
     result = recommend(run_dir, "u3", data_path=tiny_data_path)
     assert 0 < len(result["history"]) <= 10 and len(result["candidates"]) == 20
     history_tokens = {token for token, _ in result["history"]}
-    assert not history_tokens & {token for _, token, _ in result["candidates"]}  # seen items are not recommended
+    assert not history_tokens & {token for token, _ in result["candidates"]}  # seen items are not recommended
     assert abs(sum(p for _, _, p in result["ranking"]) - 1.0) < 1e-3
     assert isinstance(result["reasoning"], str)
     assert cli_main(["recommend", "--checkpoint", run_dir, "--user", "u3", "--data-path", tiny_data_path, "--no-reasoning"]) == 0
@@ -176,4 +193,8 @@ def test_mixed_sft_data_holds_every_plain_sample_and_reliable_cot_samples(tiny_d
     records = stages.sft_records(MLLMRecR1Trainer(config, model), train_data)
     plain = [r for r in records if "<think>" not in r["completion"][0]["content"]]
     assert len(plain) == config["train_samples"]
-    assert all(parse_answer(r["completion"][0]["content"], config["train_candidates"]) is not None for r in records)
+    titles = [model.catalog.title(item) for item in range(1, model.n_items)]
+    for record in records:
+        named = parse_answer(record["completion"][0]["content"], titles)
+        listed = record["prompt"][-1]["content"].split("Candidates:\n")[1]
+        assert named is not None and f"] {titles[named]}" in listed

@@ -5,7 +5,7 @@
 - ``mixed_grained-<fingerprint>.jsonl``: the training file, trainable rows only: every plain
   sample (``kind: plain``) and the injected reliable CoT samples (``kind: cot``), with the
   columns ``prompt``, ``completion`` (TRL conversational prompt-completion), ``kind``, ``user``,
-  ``target``, ``target_label``, ``confidence``, ``gain``, ``rank``, ``kept``, ``reason``;
+  ``target``, ``target_title``, ``confidence``, ``gain``, ``rank``, ``kept``, ``reason``;
 - ``mixed_grained-<fingerprint>.provenance.jsonl``: one row per sample sent to the teacher,
   kept or dropped, with why, the teacher's replies and the confidence numbers.
 
@@ -28,7 +28,7 @@ from recbole_mllmr1.llm import cache_root
 from recbole_mllmr1.training_samples import answer_record, draw_training_samples
 
 # Bump when the parser, the row layout or the mixing rule changes: it renames the output file.
-FILE_FORMAT_VERSION = 1
+FILE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class CoTSettings:
             cache_dir=os.path.expanduser(str(config["cot_cache_dir"] or os.path.join(cache_root(), "cot"))),
             seed=value("seed", int, requirement="RecBole's seed, an int"),
             plain_samples=value("train_samples", int, True, lambda v: v >= 1, "an int >= 1, or ~ for the whole training split"),
-            candidates=value("train_candidates", int, check=lambda v: 2 <= v <= 26, requirement="an int in [2, 26]"),
+            candidates=value("train_candidates", int, check=lambda v: v >= 2, requirement="an int of at least 2"),
         )
 
     @property
@@ -153,7 +153,7 @@ def _measure(model, cot_samples, rationales, scorer_identity, cache, show_progre
     """c. The measured :class:`~recbole_mllmr1.cot.confidence.Confidence` of every parsed rationale, by sample index."""
     scored = sorted(rationales)
     prompt_pairs = [confidence.scoring_prompts(model, cot_samples[i], rationales[i]) for i in scored]
-    n_candidates = [len(cot_samples[i].candidates) for i in scored]
+    titles = [[model.catalog.title(item) for item in cot_samples[i].candidates] for i in scored]
     was_training = model.llm.training
     model.llm.eval()  # dropout would make the scores noisy
     try:
@@ -161,7 +161,7 @@ def _measure(model, cot_samples, rationales, scorer_identity, cache, show_progre
             model.scorer,
             scorer_identity,
             [prompt for pair in prompt_pairs for prompt in pair],
-            [n for n in n_candidates for _ in range(2)],
+            [candidates for candidates in titles for _ in range(2)],
             cache,
             show_progress,
         )
@@ -231,7 +231,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     item_tokens = model.catalog.item_tokens
 
     def identity(sample):
-        return {"user": str(user_tokens[sample.user_id]), "target": item_tokens[sample.target], "target_label": sample.target_label}
+        return {"user": str(user_tokens[sample.user_id]), "target": item_tokens[sample.target], "target_title": model.catalog.title(sample.target)}
 
     def training_row(sample, record, kind, reason, numbers):
         shown = {key: numbers[key] for key in ("confidence", "gain", "rank")}

@@ -1,7 +1,7 @@
 """Measured confidence of a rationale: what it does to the scoring model's belief in the true target.
 
 Not the teacher's self-report: the recommender's own LLM scores the sample's candidate prompt
-twice through :class:`~recbole_mllmr1.scoring.LabelScorer`, once as is and once with the
+twice through :class:`~recbole_mllmr1.scoring.TitleScorer`, once as is and once with the
 rationale opened as ``<think>rationale</think>\\n`` before ``<answer>`` (exactly the SFT
 completion's prefix). A rationale is reliable when it makes the true target more likely.
 """
@@ -31,7 +31,7 @@ class Confidence:
 
 def rationale_prefix(rationale_text):
     """The assistant text before ``<answer>`` in a CoT completion: ``<think>...</think>\\n``."""
-    completion = format_answer("A", rationale_text)
+    completion = format_answer("", rationale_text)
     return completion[: completion.index(ANSWER_OPEN)]
 
 
@@ -71,6 +71,10 @@ def drop_reason(confidence, min_gain, min_prob):
 _FINGERPRINT_STRIDE = 1009
 
 
+# Prompts scored between two writes of the score cache: a crash loses at most this many.
+_CACHE_BATCH = 8
+
+
 @torch.no_grad()
 def weights_fingerprint(module):
     """A cheap digest of every parameter: name, shape and the sum of a strided sample of its values."""
@@ -88,18 +92,18 @@ def scorer_identity(scorer):
     return weights_fingerprint(weights) if isinstance(weights, torch.nn.Module) else type(scorer).__qualname__
 
 
-def cached_log_probs(scorer, identity, prompts, n_candidates, cache, show_progress=False):
+def cached_log_probs(scorer, identity, prompts, candidate_titles, cache, show_progress=False):
     """``scorer.log_probs`` of every prompt, computed only for prompts the cache lacks.
 
     ``identity`` is :func:`scorer_identity` of the scorer, computed once by the caller.
     """
-    keys = [content_key("label-log-probs", identity, prompt, n) for prompt, n in zip(prompts, n_candidates)]
+    keys = [content_key("title-log-probs", identity, prompt, titles) for prompt, titles in zip(prompts, candidate_titles)]
 
     def compute(items):
-        results = scorer.log_probs([prompt for prompt, _ in items], [n for _, n in items])
+        results = scorer.log_probs([prompt for prompt, _ in items], [titles for _, titles in items])
         return [[float(x) for x in log_probs] for log_probs in results]
 
     return cache.fill(
-        keys, list(zip(prompts, n_candidates)), compute, getattr(scorer, "batch_size", 8),
+        keys, list(zip(prompts, candidate_titles)), compute, _CACHE_BATCH,
         desc="CoT confidence", show_progress=show_progress, stage="confidence", scorer=identity,
     )

@@ -9,7 +9,7 @@ format without lending them movie content.
 import re
 from dataclasses import dataclass
 
-from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, history_block
+from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, item_lines
 
 PSEUDO_COT_SYSTEM = "You analyse what a user likes, for a recommender system."
 PSEUDO_COT_INSTRUCTION = (
@@ -70,7 +70,7 @@ _EXAMPLE_RATIONALE = Rationale(
 
 def pseudo_cot_messages(history_texts):
     """Chat messages asking the teacher to reason about a history of ``(item token, text)`` pairs."""
-    user = f"A user interacted with these items, oldest first:\n{history_block(history_texts)}\n\n{PSEUDO_COT_INSTRUCTION}"
+    user = f"A user interacted with these items, oldest first:\n{item_lines(history_texts)}\n\n{PSEUDO_COT_INSTRUCTION}"
     return [{"role": "system", "content": PSEUDO_COT_SYSTEM}, {"role": "user", "content": user}]
 
 

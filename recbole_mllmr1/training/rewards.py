@@ -2,34 +2,35 @@
 
 TRL calls a reward as ``reward(completions, **columns)``: conversational completions arrive
 as ``[[{"role": "assistant", "content": ...}], ...]`` and every dataset column (here
-``target_label`` and ``num_candidates``) as a keyword argument.
+``candidate_titles`` and ``target_title``) as a keyword argument.
 """
-from recbole_mllmr1.prompts import CANDIDATE_LABELS, parse_answer
+from recbole_mllmr1.prompts import parse_answer, same_title
 
 
 def _text(completion):
     return completion[0]["content"] if isinstance(completion, list) else completion
 
 
-def format_reward(completions, num_candidates, **kwargs):
-    """1.0 when the completion names exactly one listed candidate as ``<answer>X</answer>``, else 0.0.
+def format_reward(completions, candidate_titles, **kwargs):
+    """1.0 when the completion names exactly one listed candidate as ``<answer>Title</answer>``, else 0.0.
 
-    >>> format_reward([[{"role": "assistant", "content": "<answer>B</answer>"}]], num_candidates=[10])
+    >>> format_reward([[{"role": "assistant", "content": "<answer>Heat</answer>"}]], candidate_titles=[["Heat", "Fargo"]])
     [1.0]
     """
-    return [float(parse_answer(_text(c), n) is not None) for c, n in zip(completions, num_candidates)]
+    return [float(parse_answer(_text(c), titles) is not None) for c, titles in zip(completions, candidate_titles)]
 
 
-def accuracy_reward(completions, target_label, num_candidates, **kwargs):
+def accuracy_reward(completions, target_title, candidate_titles, **kwargs):
     """1.0 when the named candidate is the true next item, else 0.0 (a malformed answer is a miss).
 
-    >>> accuracy_reward([[{"role": "assistant", "content": "<answer>C</answer>"}]], target_label=["C"], num_candidates=[10])
+    >>> accuracy_reward([[{"role": "assistant", "content": "<answer>fargo</answer>"}]], target_title=["Fargo"], candidate_titles=[["Heat", "Fargo"]])
     [1.0]
     """
-    return [
-        float(parse_answer(_text(c), n) == CANDIDATE_LABELS.index(t))
-        for c, t, n in zip(completions, target_label, num_candidates)
-    ]
+    rewards = []
+    for completion, target, titles in zip(completions, target_title, candidate_titles):
+        named = parse_answer(_text(completion), titles)
+        rewards.append(float(named is not None and same_title(titles[named], target)))
+    return rewards
 
 
 REWARDS = {"format": format_reward, "accuracy": accuracy_reward}

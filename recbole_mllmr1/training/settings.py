@@ -9,12 +9,17 @@ import torch
 from peft import LoraConfig
 
 
-def lora_config(config):
+def lora_config(config, num_layers):
+    """LoRA on ``lora_target_modules`` of every decoder layer, or of the last ``lora_last_layers``."""
+    last = config["lora_last_layers"]
+    if last is not None and not 1 <= last <= num_layers:
+        raise ValueError(f"lora_last_layers [{last}] must be between 1 and the LLM's {num_layers} layers, or ~ for all.")
     return LoraConfig(
         r=config["lora_r"],
         lora_alpha=config["lora_alpha"],
         lora_dropout=config["lora_dropout"],
         target_modules=list(config["lora_target_modules"]),
+        layers_to_transform=None if last is None else list(range(num_layers - last, num_layers)),
         task_type="CAUSAL_LM",
     )
 

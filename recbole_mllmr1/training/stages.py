@@ -99,7 +99,11 @@ def grpo_records(recbole_trainer, train_data):
         model, train_data._dataset, config["train_samples"], config["train_candidates"], config["seed"] + 1
     )
     return [
-        {"prompt": sample_messages(model, s), "target_label": s.target_label, "num_candidates": len(s.candidates)}
+        {
+            "prompt": sample_messages(model, s),
+            "candidate_titles": [model.catalog.title(i) for i in s.candidates],
+            "target_title": model.catalog.title(s.target),
+        }
         for s in samples
     ]
 

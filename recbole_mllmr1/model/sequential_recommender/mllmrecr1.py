@@ -10,8 +10,8 @@ NOTE:
     The paper lets the LLM generate the next item. To be evaluated by RecBole's own
     protocols, this model *scores* RecBole's candidates instead: the prompt lists the
     user's recent items (title, metadata and the textualized image) and the candidates,
-    labelled A, B, C..., and the score of a candidate is the LLM's probability of its
-    letter right after ``<answer>``, the same format SFT and GRPO train. Candidates are
+    and the score of a candidate is the LLM's probability of answering with its title
+    right after ``<answer>``, the answer SFT and GRPO train it to write. Candidates are
     listed in a seeded order that ignores which one is the positive, more than
     ``candidates_per_prompt`` candidates are split over several prompts, and full
     ranking reranks the top ``rerank_topk`` items of a retriever (popularity, or a
@@ -27,7 +27,7 @@ from recbole.utils import InputType
 from recbole_mllmr1.item_text import ItemCatalog
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
 from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
-from recbole_mllmr1.scoring import LabelScorer, render_prompt
+from recbole_mllmr1.scoring import TitleScorer, render_prompt
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -87,7 +87,8 @@ class MLLMRecR1(SequentialRecommender):
         )
         self.tokenizer = load_tokenizer(config["llm_path"])
         self.llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
-        self.scorer = LabelScorer(self.llm, self.tokenizer, batch_size=config["llm_batch_size"])
+        self.scorer = TitleScorer(self.llm, self.tokenizer)
+        self.generation_batch_size = config["llm_batch_size"]
         # Set by the trainer: after GRPO the model reasons before it answers, and is scored after its reasoning.
         self.reason_before_answer = False
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
@@ -120,21 +121,22 @@ class MLLMRecR1(SequentialRecommender):
 
         ``requests`` holds ``(user_id, history_ids, candidate_ids)``. Each list is put in its
         seeded listing order and split into prompts of at most ``candidates_per_prompt``;
-        each prompt's letters are renormalised among themselves. Returns, per request,
+        each prompt's candidates are renormalised among themselves. Returns, per request,
         ``(log_probs in the given candidate order, listing order)``.
         """
-        plans, messages = [], []
+        plans, messages, titles = [], [], []
         for user_id, history_ids, candidate_ids in requests:
             order = listing_order(self.listing_seed, user_id, candidate_ids)
             chunks = [order[i : i + self.candidates_per_prompt] for i in range(0, len(order), self.candidates_per_prompt)]
             messages += [self.messages(history_ids, [candidate_ids[j] for j in chunk]) for chunk in chunks]
+            titles += [[self.catalog.title(candidate_ids[j]) for j in chunk] for chunk in chunks]
             plans.append((order, chunks))
         prefixes = self.reasoning(messages) if self.reason_before_answer else [""] * len(messages)
         prompts = [render_prompt(self.tokenizer, m, prefix) for m, prefix in zip(messages, prefixes)]
         if prompts and not self._example_logged:
-            self.logger.info(f"Example scoring prompt (candidates are scored by the next-token letter):\n{prompts[0]}")
+            self.logger.info(f"Example scoring prompt (a candidate's score is the probability of its title after it):\n{prompts[0]}")
             self._example_logged = True
-        chunk_log_probs = iter(self.scorer.log_probs(prompts, [len(c) for _, chunks in plans for c in chunks]))
+        chunk_log_probs = iter(self.scorer.log_probs(prompts, titles))
         results = []
         for order, chunks in plans:
             log_probs = np.empty(len(order), dtype=np.float64)
@@ -148,9 +150,9 @@ class MLLMRecR1(SequentialRecommender):
         """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
         texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list]
         replies = []
-        for start in range(0, len(texts), self.scorer.batch_size):
+        for start in range(0, len(texts), self.generation_batch_size):
             batch = self.tokenizer(
-                texts[start : start + self.scorer.batch_size], add_special_tokens=False, padding=True, return_tensors="pt"
+                texts[start : start + self.generation_batch_size], add_special_tokens=False, padding=True, return_tensors="pt"
             ).to(self.llm.device)
             output = self.llm.generate(
                 **batch,
@@ -168,20 +170,21 @@ class MLLMRecR1(SequentialRecommender):
         raise NotImplementedError("MLLMRecR1 scores candidates through predict / full_sort_predict.")
 
     def calculate_loss(self, interaction):
-        """Cross-entropy of the target's letter among itself and sampled negatives (the SFT objective)."""
+        """Cross-entropy of the target's title among itself and sampled negatives' titles."""
         item_seq = interaction[self.ITEM_SEQ].cpu()
         item_seq_len = interaction[self.ITEM_SEQ_LEN].cpu()
         users = interaction[self.USER_ID].cpu().tolist()
         targets = interaction[self.POS_ITEM_ID].cpu().tolist()
         generator = torch.Generator().manual_seed(self.listing_seed)
-        prompts, target_positions = [], []
+        logits, target_positions = [], []
         for row, (user, target) in enumerate(zip(users, targets)):
             candidates = [target] + _sample_negatives(generator, self.n_items, target, self.candidates_per_prompt - 1)
             order = listing_order(self.listing_seed, user, candidates)
             listed = [candidates[j] for j in order]
-            prompts.append(self.prompt(self.history(item_seq[row], item_seq_len[row]), listed))
+            prompt = self.prompt(self.history(item_seq[row], item_seq_len[row]), listed)
+            logits.append(self.scorer.title_log_likelihoods(prompt, [self.catalog.title(i) for i in listed]))
             target_positions.append(int(np.flatnonzero(order == 0)[0]))
-        logits = self.scorer.label_logits(prompts)[:, : self.candidates_per_prompt]
+        logits = torch.stack(logits)
         return torch.nn.functional.cross_entropy(logits, torch.tensor(target_positions, device=logits.device))
 
     def predict(self, interaction):
