@@ -62,7 +62,8 @@ class TitleScorer:
         """``[len(titles)]`` summed log-probabilities of each title's answer tokens (differentiable)."""
         prefix, continuations, first_scored = self.answer_ids(prompt, titles)
         device = self.model.device
-        prefix_out = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        # Only the last prefix position predicts an answer token: skip the LM head elsewhere.
+        prefix_out = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
         first_log_probs = torch.log_softmax(prefix_out.logits[0, -1].float(), dim=-1)
         cache = prefix_out[self.cache_keyword]
         n, longest = len(titles), max(len(c) for c in continuations)
