@@ -71,10 +71,6 @@ def drop_reason(confidence, min_gain, min_prob):
 _FINGERPRINT_STRIDE = 1009
 
 
-# Prompts scored between two writes of the score cache: a crash loses at most this many.
-_CACHE_BATCH = 8
-
-
 @torch.no_grad()
 def weights_fingerprint(module):
     """A cheap digest of every parameter: name, shape and the sum of a strided sample of its values."""
@@ -90,6 +86,10 @@ def scorer_identity(scorer):
     """What the scores depend on besides the prompt text: the scoring weights (or the scorer's type)."""
     weights = getattr(scorer, "model", None)
     return weights_fingerprint(weights) if isinstance(weights, torch.nn.Module) else type(scorer).__qualname__
+
+
+# Prompts scored between two writes of the score cache: a crash loses at most this many.
+_CACHE_BATCH = 8
 
 
 def cached_log_probs(scorer, identity, prompts, candidate_titles, cache, show_progress=False):
