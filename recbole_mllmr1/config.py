@@ -62,8 +62,10 @@ class Config(RecBoleConfig):
         # RecBole's sequential models default to loss_type CE, which its own check rejects
         # next to the default train_neg_sample_args; RecBole's docs tell users to pass
         # `--train_neg_sample_args=None` by hand. Make that the default so that
-        # `run_recbole --model=SASRec` runs as is.
-        if self.internal_config_dict.get("loss_type") == "CE":
+        # `run_recbole --model=SASRec` runs as is. It follows the *effective* loss_type (a
+        # user's `loss_type: BPR` needs the sampler) and never overrides a user's own value.
+        loss_type = self.external_config_dict.get("loss_type", self.internal_config_dict.get("loss_type"))
+        if loss_type == "CE" and "train_neg_sample_args" not in self.external_config_dict:
             self.internal_config_dict["train_neg_sample_args"] = None
 
     def _get_final_config_dict(self):
