@@ -72,7 +72,26 @@ def make_ensure_dir_race_free():
         importlib.import_module(module_name).ensure_dir = race_free_ensure_dir
 
 
+def restore_dok_update():
+    """``dok_matrix._update(dict)``: bulk-set entries without per-key checks.
+
+    scipy 1.13 stopped making dok_matrix a dict and later removed ``_update``; RecBole
+    1.2.1 builds its normalised adjacency with ``A._update(data_dict)`` in
+    general_recommender/{spectralcf.py:123, gcmc.py:174, lightgcn.py:111, ngcf.py:110,
+    ncl.py:131} and knowledge_aware_recommender/{kgin.py:356, mcclk.py:425}. This is
+    scipy's own former body on today's storage. Remove when RecBole stops calling it.
+    """
+    from scipy.sparse import _dok
+
+    if not hasattr(_dok._dok_base, "_update"):
+        def _update(self, data):
+            self._dict.update(data)
+
+        _dok._dok_base._update = _update
+
+
 def apply():
     restore_numpy_aliases()
+    restore_dok_update()
     trust_recbole_checkpoints()
     make_ensure_dir_race_free()

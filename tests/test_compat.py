@@ -147,3 +147,37 @@ def test_setup_pins_pandas_below_3():
 
     setup_py = open(os.path.join(os.path.dirname(__file__), "..", "setup.py")).read()
     assert '"pandas>=2.0,<3"' in setup_py
+
+
+def test_scipy_dok_matrix_lost_the_update_recbole_graph_models_call():
+    # Without the plugin (a fresh interpreter): scipy >= 1.13 has no dok_matrix._update.
+    code = "import scipy.sparse as sp; print(hasattr(sp.dok_matrix((2, 2)), '_update'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_dok_update_sets_the_entries_recbole_gives_it():
+    import scipy.sparse as sp
+
+    matrix = sp.dok_matrix((3, 4), dtype=np.float32)
+    matrix._update({(0, 1): 1, (2, 3): 1, (np.int64(1), np.int64(0)): 2})
+    assert matrix.nnz == 3
+    np.testing.assert_array_equal(matrix.toarray(), [[0, 1, 0, 0], [2, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_lightgcn_builds_its_normalised_adjacency_as_from_a_coo_matrix():
+    from recbole.model.general_recommender import LightGCN
+
+    config = RecBoleConfig(model=LightGCN, dataset="ml-100k", config_dict={"state": "WARNING"})
+    train_data = data_preparation(config, create_dataset(config))[0]
+    adjacency = LightGCN(config, train_data._dataset).norm_adj_matrix.to_dense().numpy()
+    # The same matrix built without dok_matrix: D^-1/2 [[0, R], [R^T, 0]] D^-1/2.
+    interactions = train_data._dataset.inter_matrix(form="coo").astype(np.float32)
+    n_users = interactions.shape[0]
+    import scipy.sparse as sp
+
+    a = sp.bmat([[None, interactions], [interactions.T, None]]).tocsr()
+    a.data[:] = 1
+    d = sp.diags(np.power(np.asarray(a.sum(axis=1)).ravel() + 1e-7, -0.5))
+    np.testing.assert_allclose(adjacency, (d @ a @ d).toarray(), rtol=1e-5, atol=1e-7)
+    assert adjacency[:n_users, :n_users].sum() == 0
