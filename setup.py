@@ -13,6 +13,7 @@ PACKAGES = {
     "recbole_mllmr1.textualize": "recbole_mllmr1/textualize",
     "recbole_mllmr1.cot": "recbole_mllmr1/cot",
     "recbole_mllmr1.training": "recbole_mllmr1/training",
+    "recbole_mllmr1.compare": "recbole_mllmr1/compare",
     "recbole_mllmr1.properties": "properties",
     "recbole_mllmr1.dataset_converters": "dataset_converters",
     "recbole_mllmr1.baselines": "baselines",

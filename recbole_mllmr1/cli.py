@@ -12,7 +12,7 @@ COMMANDS = {
     "convert": ("recbole_mllmr1.dataset_converters.cli", "Convert raw Amazon / MovieLens / MicroLens dumps to RecBole atomic files."),
     "textualize": ("recbole_mllmr1.textualize.cli", "Describe item images as short texts, cached per dataset and backend."),
     "build-cot": ("recbole_mllmr1.cot.cli", "Build the confidence-filtered, mixed-grained CoT training file."),
-    "compare": ("recbole_mllmr1.compare", "Run MLLMRecR1 and RecBole baselines side by side."),
+    "compare": ("recbole_mllmr1.compare.cli", "Run MLLMRecR1 and RecBole baselines side by side."),
     "recommend": ("recbole_mllmr1.recommend", "Show a trained model's reasoning and ranking for one user."),
 }
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recbole_mllmr1.compare import parse_overrides
+from recbole_mllmr1.compare.settings import parse_overrides
 from tests.conftest import load_benchmark
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -13,7 +13,14 @@ from recbole.evaluator import Collector
 from recbole.evaluator.collector import DataStruct
 from recbole.evaluator.metrics import MRR, NDCG, Hit
 
-from recbole_mllmr1 import compare
+from recbole_mllmr1.compare import checks, execute
+from recbole_mllmr1.compare.cli import add_arguments, run, settings_from_args
+from recbole_mllmr1.compare.columns import GAIN_COLUMN, GAIN_P_COLUMN, table_columns
+from recbole_mllmr1.compare.plan import baseline_config_file, plan_run, protocol_config
+from recbole_mllmr1.compare.records import RowSeed, is_reusable, load_record, per_user_file, row_seed
+from recbole_mllmr1.compare.rows import DEFAULT_MODELS, Row, select_rows, slugify
+from recbole_mllmr1.compare.settings import parse_mode, parse_overrides
+from recbole_mllmr1.compare.statistics import add_gain_over_zero_shot
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, metrics_from_topk, random_ranking_metrics
 from recbole_mllmr1.quick_start import run_recbole
@@ -31,7 +38,7 @@ SMALL_SEQUENTIAL = [
 
 def compare_args(data_path, out, models, *extra):
     parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
+    add_arguments(parser)
     return parser.parse_args(
         ["--dataset", "tiny", "--data-path", data_path, "--models", models, "--out", str(out), *TINY_ARGS, *SMALL_SEQUENTIAL, *extra]
     )
@@ -50,18 +57,18 @@ def count_run_recbole_calls(monkeypatch):
         calls.append(kwargs["model"])
         return run_recbole(**kwargs)
 
-    monkeypatch.setattr(compare, "run_recbole", counting)
+    monkeypatch.setattr(execute, "run_recbole", counting)
     return calls
 
 
 def per_user(run_dir, evaluation="final"):
-    return np.load(compare.per_user_file(run_dir, evaluation))
+    return np.load(per_user_file(run_dir, evaluation))
 
 
 def run_dirs(out, model, **config):
     """The run folders of ``model`` (one per seed) whose config has the ``config`` values."""
     found = []
-    for folder in sorted(glob.glob(os.path.join(out, "runs", f"{compare._slug(model)}-*", "seed*"))):
+    for folder in sorted(glob.glob(os.path.join(out, "runs", f"{slugify(model)}-*", "seed*"))):
         record = json.load(open(os.path.join(folder, "result.json")))
         if all(record["config_dict"].get(key) == value for key, value in config.items()):
             found.append(folder)
@@ -135,14 +142,14 @@ def test_each_tested_stage_gets_its_own_per_user_metrics():
         for index, stage in zip((1, 2, 3), ("zero-shot", "sft", "grpo"))
     }
     trainer = types.SimpleNamespace(eval_collector=collector, stage_results=stage_results)
-    evaluations = compare.test_evaluations(trainer, dict(stage_results["sft"]))
+    evaluations = checks.test_evaluations(trainer, dict(stage_results["sft"]))
     assert set(evaluations) == {"zero-shot", "sft", "grpo", "final"}
     assert list(evaluations["grpo"][1]["hit@1"]) == [1, 0, 0] and list(evaluations["zero-shot"][1]["hit@1"]) == [1, 1, 1]
     assert evaluations["final"] is evaluations["sft"]
     with pytest.raises(RuntimeError, match="matches none of the stage results"):
-        compare.test_evaluations(trainer, {"hit@1": 0.5})
+        checks.test_evaluations(trainer, {"hit@1": 0.5})
     record = {"error": None, "metrics": {}, "stage_metrics": {"zero-shot": {}}}
-    missing = compare.row_seed(compare.Row("x", "MLLMRecR1", stage="grpo"), types.SimpleNamespace(seed=0, run_dir="d"), record)
+    missing = row_seed(Row("x", "MLLMRecR1", stage="grpo"), types.SimpleNamespace(seed=0, run_dir="d"), record)
     assert "tested no stage [grpo] (tested: zero-shot)" in missing.error
 
 
@@ -154,40 +161,40 @@ def test_trained_stages_are_tested_against_the_zero_shot_model_of_their_run(tmp_
     run_dir = tmp_path / "run" / "seed0"
     run_dir.mkdir(parents=True)
     for stage, ndcg in per_stage.items():
-        np.savez(compare.per_user_file(str(run_dir), stage), user_ids=users, **{"ndcg@10": ndcg})
+        np.savez(per_user_file(str(run_dir), stage), user_ids=users, **{"ndcg@10": ndcg})
     spec = types.SimpleNamespace(run_dir=str(run_dir))
-    rows = [compare.Row("trained (SFT)", "MLLMRecR1", stage="sft"), compare.Row("trained (SFT+GRPO)", "MLLMRecR1", stage="grpo"),
-            compare.Row("untrained", "MLLMRecR1")]
-    results = {row.name: [compare.RowSeed(0, spec, {}, per_user_file=compare.per_user_file(str(run_dir), row.stage or "zero-shot"))]
+    rows = [Row("trained (SFT)", "MLLMRecR1", stage="sft"), Row("trained (SFT+GRPO)", "MLLMRecR1", stage="grpo"),
+            Row("untrained", "MLLMRecR1")]
+    results = {row.name: [RowSeed(0, spec, {}, per_user_file=per_user_file(str(run_dir), row.stage or "zero-shot"))]
                for row in rows}
-    entries = [{compare.GAIN_COLUMN: np.nan, compare.GAIN_P_COLUMN: np.nan} for _ in rows]
-    compare.add_gain_over_zero_shot(rows, entries, results)
+    entries = [{GAIN_COLUMN: np.nan, GAIN_P_COLUMN: np.nan} for _ in rows]
+    add_gain_over_zero_shot(rows, entries, results)
     sft, grpo, untrained = entries
-    assert sft[compare.GAIN_COLUMN] == pytest.approx((per_stage["sft"] - zero_shot).mean()) and sft[compare.GAIN_P_COLUMN] < 0.05
-    assert abs(grpo[compare.GAIN_COLUMN]) < 0.05 and grpo[compare.GAIN_P_COLUMN] > 0.05
-    assert np.isnan(untrained[compare.GAIN_COLUMN])  # not a trained stage
+    assert sft[GAIN_COLUMN] == pytest.approx((per_stage["sft"] - zero_shot).mean()) and sft[GAIN_P_COLUMN] < 0.05
+    assert abs(grpo[GAIN_COLUMN]) < 0.05 and grpo[GAIN_P_COLUMN] > 0.05
+    assert np.isnan(untrained[GAIN_COLUMN])  # not a trained stage
 
 
 # ---- configuration ---------------------------------------------------------------------
 def test_rows_overrides_and_modes_are_validated():
-    rows = compare.select_rows(["Pop", "MLLMRecR1"], "full")
+    rows = select_rows(["Pop", "MLLMRecR1"], "full")
     assert [row.name for row in rows][:4] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
     assert rows[3].overrides == {"stages": [], "use_image_text": False}
     assert {row.stage for row in rows if row.model == "MLLMRecR1"} == {None, "sft", "grpo"}
-    rows = compare.select_rows(["Pop", "mllmrecr1-zero-shot", "MLLMRecR1 (SFT+GRPO)", "Pop"], "uni9")
+    rows = select_rows(["Pop", "mllmrecr1-zero-shot", "MLLMRecR1 (SFT+GRPO)", "Pop"], "uni9")
     assert [row.name for row in rows] == ["Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (SFT+GRPO)"]
-    common, per_model = compare.parse_overrides(["epochs=2", "SASRec.hidden_size=16", "eval_args={'mode': 'uni9'}"])
+    common, per_model = parse_overrides(["epochs=2", "SASRec.hidden_size=16", "eval_args={'mode': 'uni9'}"])
     assert common == {"epochs": 2, "eval_args": {"mode": "uni9"}} and per_model == {"SASRec": {"hidden_size": 16}}
     with pytest.raises(ValueError, match=r"\[epochs\] is not KEY=VALUE"):
-        compare.parse_overrides(["epochs"])
-    assert compare.parse_mode("uni99") == 100 and compare.parse_mode("full") is None
+        parse_overrides(["epochs"])
+    assert parse_mode("uni99") == 100 and parse_mode("full") is None
     with pytest.raises(ValueError, match=r"--mode \[uni\] is not an evaluation mode"):
-        compare.parse_mode("uni")
+        parse_mode("uni")
 
 
 def test_every_baseline_has_a_commented_yaml_that_recbole_reads():
-    for model in compare.DEFAULT_MODELS[:-1]:
-        path = compare.baseline_config_file(model)
+    for model in DEFAULT_MODELS[:-1]:
+        path = baseline_config_file(model)
         assert path, model
         lines = open(path).read().splitlines()
         assert lines[0].startswith(f"# {model} baseline") and "RecBole" in "".join(lines[:8])
@@ -209,7 +216,7 @@ def test_test_candidates_are_identical_across_models(tiny_data_path):
             self.last, self.candidates = self.candidates, []
             return super().get_data_struct()
 
-    settings = compare.settings_from_args(compare_args(tiny_data_path, "unused", "Pop,BPR", "--mode", "uni9"))
+    settings = settings_from_args(compare_args(tiny_data_path, "unused", "Pop,BPR", "--mode", "uni9"))
     tested = {}
     for model in ("Pop", "BPR"):
         def record(trainer, model=model):
@@ -218,7 +225,7 @@ def test_test_candidates_are_identical_across_models(tiny_data_path):
             tested[model] = trainer.eval_collector
 
         run_recbole(model=model, dataset="tiny", saved=False, trainer_hook=record, config_dict={
-            **compare.protocol_config(settings, seed=0), **TINY_CONFIG, "epochs": 2,
+            **protocol_config(settings, seed=0), **TINY_CONFIG, "epochs": 2,
         })
     pop, bpr = (np.concatenate([c.numpy() for c in tested[m].last]) for m in ("Pop", "BPR"))
     assert len(pop) == 30 * 10 and np.array_equal(pop, bpr)
@@ -227,10 +234,10 @@ def test_test_candidates_are_identical_across_models(tiny_data_path):
 # ---- the driver ------------------------------------------------------------------------
 def test_compare_writes_the_table_survives_a_failing_model_and_resumes(tiny_data_path, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
-    assert compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1")) == 0
+    assert run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1")) == 0
 
     columns, rows = read_csv(out)
-    assert columns == compare.table_columns()
+    assert columns == table_columns()
     assert list(rows) == ["random", "Pop", "GRU4Rec", "NoSuchRec"]
     assert float(rows["random"]["HR@1"]) == pytest.approx(0.1) and float(rows["random"]["HR@10"]) == 1.0
     assert float(rows["Pop"]["HR@10"]) == 1.0  # 10 candidates: always in the top 10
@@ -262,18 +269,18 @@ def test_compare_writes_the_table_survives_a_failing_model_and_resumes(tiny_data
     assert np.array_equal(pop_users, gru_users)
 
     calls = count_run_recbole_calls(monkeypatch)
-    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1"))
+    run(compare_args(tiny_data_path, out, "Pop,GRU4Rec,NoSuchRec", "--mode", "uni9", "--seeds", "0,1"))
     assert calls == ["NoSuchRec", "NoSuchRec"]  # finished rows are reused; failed ones are retried
     assert read_csv(out)[1]["Pop"] == rows["Pop"]
-    compare.run(compare_args(tiny_data_path, out, "Pop", "--mode", "uni9", "--seeds", "0", "--force"))
+    run(compare_args(tiny_data_path, out, "Pop", "--mode", "uni9", "--seeds", "0", "--force"))
     assert calls[2:] == ["Pop"]
 
 
 def test_changing_a_row_config_reruns_only_that_row(tiny_data_path, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
-    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9"))
+    run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9"))
     calls = count_run_recbole_calls(monkeypatch)
-    compare.run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9", "--config", "GRU4Rec.dropout_prob=0.1"))
+    run(compare_args(tiny_data_path, out, "Pop,GRU4Rec", "--mode", "uni9", "--config", "GRU4Rec.dropout_prob=0.1"))
     assert calls == ["GRU4Rec"]
     assert len(run_dirs(out, "GRU4Rec")) == 2  # both configs are kept, each under its own hash
 
@@ -281,8 +288,8 @@ def test_changing_a_row_config_reruns_only_that_row(tiny_data_path, tmp_path, mo
 @pytest.mark.slow
 def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, default_llm_dir, tmp_path):
     out = tmp_path / "cmp"
-    compare.run(compare_args(tiny_data_path, out, "Pop,mllmrecr1-zero-shot,mllmrecr1-zero-shot-no-image-text", "--mode", "uni9",
-                             "--eval-user-sample", "4"))
+    run(compare_args(tiny_data_path, out, "Pop,mllmrecr1-zero-shot,mllmrecr1-zero-shot-no-image-text", "--mode", "uni9",
+                     "--eval-user-sample", "4"))
     _, rows = read_csv(out)
     assert list(rows) == ["random", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
     for name in ("MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"):
@@ -297,7 +304,7 @@ def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, defa
 def test_full_ranking_reranks_the_sasrec_of_the_same_run(tiny_data_path, default_llm_dir, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     args = ("--mode", "full", "--eval-user-sample", "3", "--rerank-topk", "5")
-    compare.run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
+    run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
     _, rows = read_csv(out)
     assert list(rows) == ["random", "SASRec", "MLLMRecR1 (zero-shot)"]
     assert rows["random"]["config"].endswith("among 40 candidates")
@@ -313,13 +320,13 @@ def test_full_ranking_reranks_the_sasrec_of_the_same_run(tiny_data_path, default
     assert np.array_equal(sasrec["hit@5"], llm["hit@5"]) and np.array_equal(sasrec["hit@10"], llm["hit@10"])
 
     calls = count_run_recbole_calls(monkeypatch)
-    compare.run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
+    run(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
     assert calls == []
-    compare.run(compare_args(tiny_data_path, out, "SASRec", *args, "--force"))
+    run(compare_args(tiny_data_path, out, "SASRec", *args, "--force"))
     assert calls == ["SASRec"]
     # A retrained retriever makes its reranker stale.
-    settings = compare.settings_from_args(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
-    sasrec_row, llm_row = compare.select_rows(["mllmrecr1-zero-shot"], "full")
-    retriever = compare.plan_run(sasrec_row.model, sasrec_row.overrides, 0, settings)
-    llm_spec = compare.plan_run(llm_row.model, llm_row.overrides, 0, settings, retriever)
-    assert llm_spec.run_dir == llm_dir and not compare.is_reusable(compare.load_record(llm_dir), llm_spec)
+    settings = settings_from_args(compare_args(tiny_data_path, out, "mllmrecr1-zero-shot", *args))
+    sasrec_row, llm_row = select_rows(["mllmrecr1-zero-shot"], "full")
+    retriever = plan_run(sasrec_row.model, sasrec_row.overrides, 0, settings)
+    llm_spec = plan_run(llm_row.model, llm_row.overrides, 0, settings, retriever)
+    assert llm_spec.run_dir == llm_dir and not is_reusable(load_record(llm_dir), llm_spec)

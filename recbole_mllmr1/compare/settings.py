@@ -1,0 +1,47 @@
+"""What one ``compare`` invocation asks for: the settings every other module reads, and the
+parsing of its evaluation mode and ``--config`` overrides."""
+import re
+from dataclasses import dataclass
+
+import yaml
+
+
+@dataclass
+class Settings:
+    dataset: str
+    mode: str
+    models: list
+    seeds: list
+    out: str
+    force: bool
+    eval_user_sample: int
+    data_path: str
+    rerank_topk: int
+    config_items: list
+    overrides: dict
+    model_overrides: dict
+
+
+def parse_mode(mode):
+    """Number of candidates per test user for ``uniN`` / ``popN`` (N + 1), or None for ``full``."""
+    if mode == "full":
+        return None
+    match = re.fullmatch(r"(uni|pop)(\d+)", mode)
+    if not match or int(match.group(2)) < 1:
+        raise ValueError(f"--mode [{mode}] is not an evaluation mode: use full, uniN or popN (e.g. uni9, uni99).")
+    return int(match.group(2)) + 1
+
+
+def parse_overrides(items):
+    """``KEY=VALUE`` (every row) and ``MODEL.KEY=VALUE`` (that model's rows); VALUE is read as YAML.
+
+    Returns ``(overrides for every row, {model: overrides})``.
+    """
+    common, per_model = {}, {}
+    for item in items or []:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(f"--config [{item}] is not KEY=VALUE (or MODEL.KEY=VALUE), e.g. --config epochs=2.")
+        model, _, key = key.strip().rpartition(".")
+        (per_model.setdefault(model, {}) if model else common)[key] = yaml.safe_load(value)
+    return common, per_model
