@@ -60,6 +60,10 @@ setup(
     ],
     extras_require={
         "vllm": ["vllm"],
+        # RecBole's LightGBM and XGBoost models (its exlib package imports both). xgboost-cpu
+        # is xgboost without the bundled CUDA libraries (5 MB instead of 130 MB); on a GPU
+        # machine `pip install xgboost` provides the same module.
+        "exlib": ["lightgbm>=4.0", "xgboost-cpu>=2.0"],
         "test": ["pytest", "build"],
     },
     entry_points={

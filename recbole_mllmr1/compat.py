@@ -27,12 +27,13 @@ def restore_numpy_aliases():
 
 
 class _TrustedCheckpointTorch(types.ModuleType):
-    """``torch`` as seen by recbole/trainer/trainer.py, with ``load`` defaulting to weights_only=False.
+    """``torch`` as seen by RecBole's checkpoint loaders, with ``load`` defaulting to weights_only=False.
 
     torch >= 2.6 loads with weights_only=True, which rejects the config object RecBole
     pickles into its own checkpoints (trainer.py:323 resume_checkpoint, :583
-    load_best_model). Those files are written by the same run, so they are trusted.
-    Scoped to that module only; torch.load elsewhere keeps the safe default.
+    load_best_model; s3rec.py:120 and ract.py:75/84 loading a pre-training run's file).
+    Those files are written by RecBole runs, so they are trusted. Scoped to those
+    modules only; torch.load elsewhere keeps the safe default.
     Remove when RecBole passes weights_only itself.
     """
 
@@ -48,10 +49,24 @@ class _TrustedCheckpointTorch(types.ModuleType):
         return torch.load(*args, **kwargs)
 
 
+# Every RecBole module that loads a checkpoint RecBole wrote: the trainer, and the models
+# that start from a pre-training run's file (``pre_model_path``, ``mf_pretrain_path``, ...).
+_CHECKPOINT_LOADERS = (
+    "recbole.trainer.trainer",
+    "recbole.model.sequential_recommender.s3rec",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+)
+
+
 def trust_recbole_checkpoints():
-    trainer_module = importlib.import_module("recbole.trainer.trainer")
-    if not isinstance(trainer_module.torch, _TrustedCheckpointTorch):
-        trainer_module.torch = _TrustedCheckpointTorch()
+    for module_name in _CHECKPOINT_LOADERS:
+        module = importlib.import_module(module_name)
+        if not isinstance(module.torch, _TrustedCheckpointTorch):
+            module.torch = _TrustedCheckpointTorch()
 
 
 def race_free_ensure_dir(dir_path):

@@ -4,7 +4,13 @@ from importlib import resources
 
 from recbole.config.configurator import Config as RecBoleConfig
 
+from recbole_mllmr1 import compat
+from recbole_mllmr1.model_requirements import require_model_packages
 from recbole_mllmr1.utils import get_model
+
+# Every code path that runs RecBole builds a Config, so the compat fixes are applied here, not on
+# ``import recbole_mllmr1`` (which must stay free of torch and RecBole for the dataset converters).
+compat.apply()
 
 # Dict-valued keys that a partial override should update, not replace: RecBole fills a
 # partial ``--eval_args="{'mode':'uni9'}"`` from its *built-in* defaults (random split),
@@ -36,6 +42,7 @@ class Config(RecBoleConfig):
                     "[model variable, config file, config dict, command line]"
                 )
         if isinstance(model, str):
+            require_model_packages(model)
             model_class = get_model(model)
         else:
             model_class, model = model, model.__name__

@@ -1,0 +1,37 @@
+"""RecBole models that need a package RecBole itself does not install, checked before any work.
+
+RecBole imports these packages only deep inside a run (the exlib family in its package
+``__init__``, KGAT when it builds its DGL graph), so a missing one surfaced as a traceback
+after the dataset had loaded. ``require_model_packages`` turns that into one line up front.
+"""
+import importlib.util
+
+# RecBole's exlib_recommender/__init__.py imports lightgbm and xgboost both, so either
+# model needs the two of them.
+MODEL_PACKAGES = {
+    "LightGBM": ("lightgbm", "xgboost"),
+    "XGBoost": ("lightgbm", "xgboost"),
+    "KGAT": ("dgl",),
+}
+
+_INSTALL_HINTS = {
+    "lightgbm": 'pip install "recbole-mllmr1[exlib]"',
+    "xgboost": 'pip install "recbole-mllmr1[exlib]"',
+    # DGL's PyPI wheels stop at dgl 2.1, whose import needs torchdata's datapipes (gone
+    # since torchdata 0.10, which torch >= 2.5 requires): no extra can bring it here.
+    "dgl": "install a DGL build that matches your torch version (https://www.dgl.ai/pages/start.html)",
+}
+
+
+class MissingModelPackage(ImportError):
+    """A RecBole model's optional package is not installed."""
+
+
+def require_model_packages(model_name):
+    """Raise :class:`MissingModelPackage` naming what ``model_name`` needs and how to get it."""
+    missing = [package for package in MODEL_PACKAGES.get(model_name, ()) if importlib.util.find_spec(package) is None]
+    if missing:
+        hints = sorted({_INSTALL_HINTS[package] for package in missing})
+        raise MissingModelPackage(
+            f"model [{model_name}] needs the package(s) {', '.join(missing)}, not installed here; {'; '.join(hints)}"
+        )
