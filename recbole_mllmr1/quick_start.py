@@ -18,7 +18,8 @@ from recbole.data.utils import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType, get_environment, init_logger, init_seed, set_color
 
 from recbole_mllmr1.config import Config
-from recbole_mllmr1.utils import get_model, get_trainer
+from recbole_mllmr1.trainer import get_trainer
+from recbole_mllmr1.utils import get_model
 
 
 def sample_eval_users(config, test_dataset):

@@ -10,8 +10,6 @@ import os
 import numpy as np
 import torch
 
-RUN_CONFIG = "run_config.json"
-
 
 def load_trained_model(checkpoint, dataset=None, data_path=None):
     """The model of a training run folder with its best adapter, and its RecBole datasets."""
@@ -19,6 +17,7 @@ def load_trained_model(checkpoint, dataset=None, data_path=None):
 
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.trainer import RUN_CONFIG
 
     config_file = os.path.join(checkpoint, RUN_CONFIG)
     adapter = os.path.join(checkpoint, "best_adapter")

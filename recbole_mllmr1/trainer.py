@@ -1,4 +1,4 @@
-"""Trainers for the plugin's models, resolved by :func:`recbole_mllmr1.utils.get_trainer`."""
+"""Trainers for the plugin's models, and :func:`get_trainer`, which picks a model's trainer."""
 import hashlib
 import json
 import logging
@@ -8,12 +8,14 @@ import torch
 import yaml
 from accelerate import PartialState
 from recbole.trainer import Trainer
+from recbole.utils import get_trainer as get_recbole_trainer
 from recbole.utils import init_seed, set_color
 
 from recbole_mllmr1.config import properties_path
-from recbole_mllmr1.recommend import RUN_CONFIG
 
 ZERO_SHOT = "zero-shot"
+# The run folder's record of the command's settings, from which `recommend` rebuilds the model.
+RUN_CONFIG = "run_config.json"
 # Keys that change how results are computed but not what is trained or selected.
 _NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state"}
 
@@ -212,3 +214,11 @@ class MLLMRecR1Trainer(Trainer):
             self.model.reason_before_answer = self._reasons_after(stage)
             results[stage] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
         return results
+
+
+_PLUGIN_TRAINERS = {"MLLMRecR1": MLLMRecR1Trainer}
+
+
+def get_trainer(model_type, model_name):
+    """Return the plugin's trainer for ``model_name`` when it has one, else RecBole's choice (as RecBole-GNN does)."""
+    return _PLUGIN_TRAINERS.get(model_name) or get_recbole_trainer(model_type, model_name)

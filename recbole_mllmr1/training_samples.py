@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import listing_order
+from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.prompts import format_answer
 
 
@@ -42,12 +42,7 @@ def draw_training_samples(model, train_dataset, num_samples, num_candidates, see
     for row in rows:
         full_history = item_seq[row, : item_seq_len[row]]
         seen = set(full_history.tolist()) | {int(targets[row])}
-        negatives = []
-        while len(negatives) < num_candidates - 1:
-            item = int(rng.integers(1, model.n_items))
-            if item not in seen:
-                seen.add(item)
-                negatives.append(item)
+        negatives = sample_negatives(lambda: int(rng.integers(1, model.n_items)), seen, num_candidates - 1)
         candidates = [int(targets[row])] + negatives
         order = listing_order(seed, int(users[row]), candidates)
         samples.append(

@@ -1,9 +1,11 @@
-"""Model and trainer lookup: the plugin's classes first, then RecBole's (the RecBole-GNN pattern)."""
+"""Model lookup by name: the plugin's models first, then RecBole's (the RecBole-GNN pattern).
+
+A leaf that every layer may import: it imports a model's module only when asked for it by
+name, never at import time. The trainer lookup is :func:`recbole_mllmr1.trainer.get_trainer`.
+"""
 import importlib
 import os
 import re
-
-from recbole.utils import get_trainer as get_recbole_trainer
 
 _MODEL_PACKAGES = ("recbole_mllmr1.model.sequential_recommender",) + tuple(
     f"recbole.model.{family}"
@@ -52,11 +54,3 @@ def get_model(model_name):
         f"`model_name` [{model_name}] is not the name of an existing model. "
         f"Available models: {', '.join(available_models())}"
     )
-
-
-def get_trainer(model_type, model_name):
-    """Return ``<Model>Trainer`` from the plugin when it defines one, else RecBole's choice."""
-    plugin_trainers = importlib.import_module("recbole_mllmr1.trainer")
-    if hasattr(plugin_trainers, f"{model_name}Trainer"):
-        return getattr(plugin_trainers, f"{model_name}Trainer")
-    return get_recbole_trainer(model_type, model_name)

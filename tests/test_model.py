@@ -5,7 +5,8 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_mllmr1.config import Config
-from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import listing_order, strict_rank_scores
+from recbole_mllmr1.listing import listing_order
+from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import strict_rank_scores
 from recbole_mllmr1.quick_start import prepare_run
 from recbole_mllmr1.trainer import MLLMRecR1Trainer
 from tests.conftest import TINY_CONFIG, write_tiny_dataset

@@ -5,8 +5,8 @@ from recbole.trainer import Trainer
 
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import MLLMRecR1
-from recbole_mllmr1.trainer import MLLMRecR1Trainer
-from recbole_mllmr1.utils import available_models, get_model, get_trainer
+from recbole_mllmr1.trainer import MLLMRecR1Trainer, get_trainer
+from recbole_mllmr1.utils import available_models, get_model
 
 
 def test_get_model_finds_the_plugin_first_then_recbole():

@@ -25,28 +25,11 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_mllmr1.item_text import ItemCatalog
+from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
 from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
 from recbole_mllmr1.scoring import TitleScorer, render_prompt
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _splitmix64(values):
-    """A well-mixed 64-bit hash, vectorised: listing orders must not follow item ids."""
-    with np.errstate(over="ignore"):
-        z = (values + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-        return z ^ (z >> np.uint64(31))
-
-
-def listing_order(seed, user_id, item_ids):
-    """Seeded permutation of ``item_ids`` for one user; it depends on the candidate set only."""
-    items = np.asarray(item_ids, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        keys = _splitmix64(_splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(user_id)) ^ items)
-    return np.argsort(keys, kind="stable")
+from recbole_mllmr1.utils import get_model
 
 
 def strict_rank_scores(log_probs, order):
@@ -178,7 +161,10 @@ class MLLMRecR1(SequentialRecommender):
         generator = torch.Generator().manual_seed(self.listing_seed)
         logits, target_positions = [], []
         for row, (user, target) in enumerate(zip(users, targets)):
-            candidates = [target] + _sample_negatives(generator, self.n_items, target, self.candidates_per_prompt - 1)
+            negatives = sample_negatives(
+                lambda: int(torch.randint(1, self.n_items, (1,), generator=generator)), {target}, self.candidates_per_prompt - 1
+            )
+            candidates = [target] + negatives
             order = listing_order(self.listing_seed, user, candidates)
             listed = [candidates[j] for j in order]
             prompt = self.prompt(self.history(item_seq[row], item_seq_len[row]), listed)
@@ -246,20 +232,8 @@ class MLLMRecR1(SequentialRecommender):
         return scores.to(interaction[self.ITEM_SEQ].device)
 
 
-def _sample_negatives(generator, n_items, exclude, count):
-    """``count`` distinct item ids in ``[1, n_items)`` other than ``exclude``."""
-    picks = []
-    while len(picks) < count:
-        item = int(torch.randint(1, n_items, (1,), generator=generator))
-        if item != exclude and item not in picks:
-            picks.append(item)
-    return picks
-
-
 def load_retriever(checkpoint_file, dataset):
     """A trained RecBole model (e.g. SASRec) from a checkpoint that ``run_recbole`` saved, in eval mode."""
-    from recbole_mllmr1.utils import get_model
-
     try:
         checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)  # our own run's file
     except FileNotFoundError:
