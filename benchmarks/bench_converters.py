@@ -66,12 +66,11 @@ def generate_reviews(path, lines, seed):
 def run_worker(reader, path):
     """Inside the child: read ``path`` with ``reader`` (or only import it) and print rows and seconds."""
     if reader.startswith("streaming"):
-        # The converters as a top-level package: measures the reader without recbole_mllmr1's own imports (torch).
-        sys.path.insert(0, str(REPO_ROOT))
-        from dataset_converters.amazon2023 import Amazon2023Source
-        from dataset_converters.bad_lines import BadLineLog
-        from dataset_converters.interactions import InteractionCollector
-        from dataset_converters.records import RecordReader
+        # As installed; importing recbole_mllmr1 loads neither torch nor RecBole, so the baseline is the converters'.
+        from recbole_mllmr1.dataset_converters.amazon2023 import Amazon2023Source
+        from recbole_mllmr1.dataset_converters.bad_lines import BadLineLog
+        from recbole_mllmr1.dataset_converters.interactions import InteractionCollector
+        from recbole_mllmr1.dataset_converters.records import RecordReader
     else:
         import pandas as pd
     if reader.endswith("-imports"):

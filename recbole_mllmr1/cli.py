@@ -2,7 +2,8 @@
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
 modules are imported only when their command runs, so one command's heavy imports never
-slow down another.
+slow down another. Nothing here imports a command's package to list it: finding a submodule
+imports its parent package, and ``recbole_mllmr1.cot`` alone pulls in the model (torch, RecBole).
 """
 import argparse
 import importlib
@@ -17,30 +18,17 @@ COMMANDS = {
 }
 
 
-def _available_commands():
-    available = {}
-    for name, (module, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
-            try:
-                if importlib.util.find_spec(module) is not None:
-                    available[name] = (module, help_text)
-            except ModuleNotFoundError:
-                continue
-    return available
-
-
 def main(argv=None):
-    commands = _available_commands()
     parser = argparse.ArgumentParser(prog="recbole-mllmr1", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[0] if argv else None
-    for name, (module, help_text) in commands.items():
+    for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             importlib.import_module(module).add_arguments(sub)
-    args, _ = parser.parse_known_args(argv) if chosen not in commands else (parser.parse_args(argv), None)
-    return importlib.import_module(commands[args.command][0]).run(args)
+    args, _ = parser.parse_known_args(argv) if chosen not in COMMANDS else (parser.parse_args(argv), None)
+    return importlib.import_module(COMMANDS[args.command][0]).run(args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ import random
 
 import pytest
 
-import recbole_mllmr1  # noqa: F401  (applies the RecBole compat fixes before RecBole is used)
+from recbole_mllmr1 import compat
+
+compat.apply()  # tests use RecBole directly too, not only through recbole_mllmr1.config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("RECBOLE_MLLMR1_SHARED", os.path.join(REPO_ROOT, "..", "shared"))
