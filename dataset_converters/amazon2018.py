@@ -3,7 +3,8 @@
 Review line (2018 and 2014): ``reviewerID``, ``asin``, ``overall``, ``unixReviewTime`` (seconds),
 ``reviewTime``, ``reviewText``, ``summary``, ``verified``...
 Metadata line, 2018: JSON with ``asin``, ``title``, ``brand``, ``category`` (list), ``description``
-(list), ``feature``, ``imageURL``, ``imageURLHighRes``.
+(list), ``feature``, and image URL lists: ``imageURL`` and ``imageURLHighRes``, or in some categories
+(e.g. Gift Cards) ``image``.
 Metadata line, 2014: a Python dict literal with ``asin``, ``title``, ``imUrl``, ``categories``
 (list of category paths), ``salesRank``, ``related``.
 """
@@ -11,6 +12,10 @@ from .amazon import AmazonSource
 from .records import number_field, parse_json_object, token_field
 
 FORMAT = "amazon2018"
+# Where the releases keep the item's pictures, best first: the 2018 full-size list, the 2018 small-size
+# list (``._SS40_`` thumbnails), the 2018 list that some categories (e.g. Gift Cards) have instead of
+# both, and the 2014 single URL.
+IMAGE_FIELDS = ("imageURLHighRes", "imageURL", "image", "imUrl")
 
 
 def parse_review(text):
@@ -31,12 +36,19 @@ def parse_metadata(text):
 
 
 def image_url(record):
-    """The first high-resolution image URL (2018), else the first image URL (2018), else ``imUrl`` (2014)."""
-    for field in ("imageURLHighRes", "imageURL"):
-        urls = record.get(field)
-        if isinstance(urls, list) and urls and isinstance(urls[0], str):
-            return urls[0]
-    return record.get("imUrl") if isinstance(record.get("imUrl"), str) else ""
+    """The item's first image URL, from the first image field of :data:`IMAGE_FIELDS` that has one, or ``""``."""
+    for field in IMAGE_FIELDS:
+        url = first_url(record.get(field))
+        if url:
+            return url
+    return ""
+
+
+def first_url(value):
+    """``value`` when it is a non-empty string, the first non-empty string of a list, else ``""``."""
+    if isinstance(value, list):
+        return next((url for url in value if isinstance(url, str) and url), "")
+    return value if isinstance(value, str) else ""
 
 
 class Amazon2018Source(AmazonSource):

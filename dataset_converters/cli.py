@@ -8,7 +8,7 @@ from .errors import ConversionError
 from .images import ImageSettings
 from .microlens import MicroLensSource
 from .movielens import POSTER_KEYS, MovieLensSource
-from .pipeline import ConvertOptions, convert
+from .pipeline import REQUIRE_META_CHOICES, ConvertOptions, convert
 from .report import format_summary
 
 EPILOG = (
@@ -72,6 +72,9 @@ def _add_common_arguments(parser):
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip malformed lines, lines with missing fields or bad bytes, and empty files, "
                         "counting them in manifest.json (default: stop at the first one)")
+    parser.add_argument("--require-meta", choices=REQUIRE_META_CHOICES,
+                        help="items that the metadata file lacks (by default kept, without a title, with a warning): "
+                        "'drop' drops their interactions (before --kcore), 'fail' stops the conversion")
     parser.add_argument("--description-words", type=int, default=50, metavar="N",
                         help="keep the first N words of item descriptions (default: 50)")
     images = parser.add_argument_group("images")
@@ -121,6 +124,7 @@ def build_options(args):
         skip_bad_lines=args.skip_bad_lines,
         download_images=args.download_images,
         description_words=args.description_words,
+        require_meta=args.require_meta,
         images=ImageSettings(
             workers=args.image_workers,
             timeout=args.image_timeout,
@@ -140,4 +144,6 @@ def run(args):
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_summary(manifest, args.out))
+    for warning in manifest["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -5,9 +5,11 @@ MISSING_FIELD = "missing_field"
 BAD_VALUE = "bad_value"
 NON_UTF8 = "non_utf8"
 EMPTY_FILE = "empty_file"
+CUT_LINE = "cut_line"
 
 _ADVICE = {
     EMPTY_FILE: "check that the download or extraction completed, or rerun with --skip-bad-lines to convert without it",
+    CUT_LINE: "download the file again, or rerun with --skip-bad-lines to skip the line and count it in manifest.json",
 }
 _DEFAULT_ADVICE = "fix or remove the line, or rerun with --skip-bad-lines to skip such lines and count them in manifest.json"
 

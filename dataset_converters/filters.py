@@ -1,8 +1,9 @@
-"""Interaction filters: minimum rating, duplicate removal, k-core, chronological order.
+"""Interaction filters: minimum rating, duplicate removal, items without metadata, k-core, chronological order.
 
 They run in this order: a low rating is dropped before duplicates are resolved (so a later high
-rating of the same item survives), and duplicates are removed before k-core (so repeats do not
-count towards the core). Each filter takes and returns row numbers of the :class:`InteractionTable`.
+rating of the same item survives), and duplicates and the interactions of items without metadata
+are removed before k-core (so neither counts towards the core). Each filter takes and returns row
+numbers of the :class:`InteractionTable`.
 """
 from dataclasses import dataclass
 
@@ -18,10 +19,13 @@ class FilterResult:
     kcore_passes: int
 
 
-def filter_interactions(table, min_rating=None, keep_duplicates=False, kcore=0):
-    """Apply the enabled filters to ``table`` and order what is left by time."""
+def filter_interactions(table, min_rating=None, keep_duplicates=False, kcore=0, items_with_metadata=None):
+    """Apply the enabled filters to ``table`` and order what is left by time.
+
+    ``items_with_metadata`` (a boolean per item index), when given, drops the interactions of items without.
+    """
     rows = np.arange(len(table))
-    dropped = {"below_min_rating": 0, "duplicate": 0, "kcore": 0}
+    dropped = {"below_min_rating": 0, "duplicate": 0, "without_metadata": 0, "kcore": 0}
     kcore_passes = 0
     if min_rating is not None:
         kept = drop_below_min_rating(table.ratings, rows, min_rating)
@@ -29,6 +33,9 @@ def filter_interactions(table, min_rating=None, keep_duplicates=False, kcore=0):
     if not keep_duplicates:
         kept = drop_repeated_pairs(table.users, table.items, table.timestamps, rows)
         dropped["duplicate"], rows = len(rows) - len(kept), kept
+    if items_with_metadata is not None:
+        kept = rows[items_with_metadata[table.items[rows]]]
+        dropped["without_metadata"], rows = len(rows) - len(kept), kept
     if kcore > 1:
         kept, kcore_passes = k_core(table.users, table.items, rows, kcore)
         dropped["kcore"], rows = len(rows) - len(kept), kept

@@ -46,6 +46,12 @@ class InteractionCollector:
         self._ratings.append(rating)
         self._timestamps.append(timestamp)
 
+    def count_timestamps_between(self, low, high):
+        """How many of the timestamps collected so far are at least ``low`` and below ``high``."""
+        # The numpy view is dropped on return: the array cannot grow while a view of it exists.
+        timestamps = np.frombuffer(self._timestamps, dtype=np.float64)
+        return int(np.count_nonzero((timestamps >= low) & (timestamps < high)))
+
     def to_table(self):
         """The collected interactions as an :class:`InteractionTable` (the arrays are shared, not copied)."""
         return InteractionTable(

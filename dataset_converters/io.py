@@ -28,6 +28,8 @@ class SourceFile:
     lines: int = 0
     blank_lines: int = 0
     records: int = 0
+    # The number of the last line when it has no line ending: a file cut short ends inside a line.
+    unterminated_line: int | None = None
 
     def require_exists(self):
         """Fail early, before any work, when the file is missing."""
@@ -100,6 +102,8 @@ def iter_lines(source, bad_lines, encoding="utf-8", fallback_encoding=None, show
                     source.blank_lines += 1
                     continue
                 data_lines += 1
+                if not raw.endswith(b"\n"):
+                    source.unterminated_line = line_number
                 yield line_number, text.rstrip("\r\n")
         except (OSError, EOFError, zlib.error) as error:
             raise ConversionError(

@@ -7,7 +7,9 @@ import html
 import re
 from dataclasses import dataclass
 
-_HTML_TAG = re.compile(r"<[^>]*>")
+# A tag starts as in a browser's HTML tokenizer: '<' then a letter, '/', '!' or '?' ('a < b' stays text).
+# It ends at '>' or, unterminated (a dump cut inside the tag: '<span class="a-size-medium"'), at the end.
+_HTML_TAG = re.compile(r"<[A-Za-z/!?][^>]*(?:>|$)")
 # Tabs, line breaks and other control characters would break the atomic file's columns or rows.
 _SEPARATORS = re.compile(r"[\s\x00-\x1f\x7f]+")
 
@@ -15,7 +17,7 @@ _SEPARATORS = re.compile(r"[\s\x00-\x1f\x7f]+")
 def clean_text(value):
     """Single-line plain text from a string, a number or a (nested) list of strings; ``""`` for anything else.
 
-    HTML tags are dropped and entities decoded (Amazon metadata carries both).
+    HTML tags, also unterminated ones, are dropped and entities decoded (Amazon metadata carries both).
     """
     if isinstance(value, (list, tuple)):
         text = " ".join(clean_text(part) for part in value)
@@ -65,7 +67,7 @@ class ItemRecord:
 
 
 class ItemCatalog:
-    """Collects the metadata of the items kept after filtering; other metadata records are only counted.
+    """Collects the metadata of the wanted items (those kept after filtering); other records are only counted.
 
     Keeping only wanted items bounds memory by the output, not by the metadata dump.
     """
@@ -76,6 +78,7 @@ class ItemCatalog:
         self.items = {}
         self.unused_records = 0
         self.repeated_records = 0
+        self.titles_only_markup = set()  # ids of items whose title has no text once its HTML markup is removed
 
     def wants(self, item_id):
         """Whether a metadata record for ``item_id`` should be converted (the first one of a kept item)."""
@@ -87,10 +90,24 @@ class ItemCatalog:
             return False
         return True
 
+    def keep_only(self, item_ids):
+        """Keep the metadata of ``item_ids`` only (read before filtering); the others count as not kept."""
+        self.wanted = set(item_ids)
+        kept = {item_id: item for item_id, item in self.items.items() if item_id in self.wanted}
+        self.unused_records += len(self.items) - len(kept)
+        self.items = kept
+        self.titles_only_markup &= self.wanted
+
     def add(self, item_id, title=None, categories=(), description=None, image_source=""):
-        """Store an item's metadata, cleaned and with the description cut to ``description_words`` words."""
+        """Store an item's metadata, cleaned and with the description cut to ``description_words`` words.
+
+        A title with nothing left once its markup is removed is stored empty, like a missing title, and counted.
+        """
+        cleaned_title = clean_text(title)
+        if not cleaned_title and isinstance(title, str) and title.strip():
+            self.titles_only_markup.add(item_id)
         self.items[item_id] = ItemRecord(
-            title=clean_text(title),
+            title=cleaned_title,
             categories=tuple(category_tokens(categories)),
             description=first_words(clean_text(description), self.description_words),
             image_source=image_source or "",

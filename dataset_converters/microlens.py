@@ -9,6 +9,7 @@ The pairs are implicit feedback (views), written with rating 1.
 """
 from pathlib import Path
 
+from .cut_lines import CutTimestampCheck
 from .errors import MALFORMED_LINE, ConversionError, RecordError
 from .images import index_image_folder
 from .io import SourceFile
@@ -59,7 +60,8 @@ class MicroLensSource:
 
     def read_interactions(self, collector, reader):
         """Stream the pairs into ``collector``."""
-        for interaction in reader.csv_records(self.pairs, PAIR_COLUMNS, parse_pair_row):
+        pairs = reader.csv_records(self.pairs, PAIR_COLUMNS, parse_pair_row, last_line_check=CutTimestampCheck(collector))
+        for interaction in pairs:
             collector.add(*interaction)
 
     def read_items(self, catalog, reader):

@@ -13,6 +13,7 @@ or from a URL template such as ``https://example.org/{tmdbId}.jpg``.
 import string
 from pathlib import Path
 
+from .cut_lines import CutTimestampCheck
 from .errors import MALFORMED_LINE, ConversionError, RecordError
 from .images import index_image_folder
 from .io import SourceFile
@@ -164,12 +165,13 @@ class MovieLensSource:
 
     def read_interactions(self, collector, reader):
         """Stream the ratings into ``collector``."""
+        cut_check = CutTimestampCheck(collector)
         if self.layout == "ml-100k":
-            ratings = reader.records(self.ratings, parse_u_data_line)
+            ratings = reader.records(self.ratings, parse_u_data_line, last_line_check=cut_check)
         elif self.layout == "dat":
-            ratings = reader.records(self.ratings, parse_dat_rating_line)
+            ratings = reader.records(self.ratings, parse_dat_rating_line, last_line_check=cut_check)
         else:
-            ratings = reader.csv_records(self.ratings, CSV_RATING_COLUMNS, parse_csv_rating_row)
+            ratings = reader.csv_records(self.ratings, CSV_RATING_COLUMNS, parse_csv_rating_row, last_line_check=cut_check)
         for interaction in ratings:
             collector.add(*interaction)
 

@@ -1,9 +1,10 @@
 """One conversion, whatever the source format: read, filter, describe items, fetch images, write.
 
 A source (see ``amazon2023.Amazon2023Source`` and its siblings) provides ``format_name``,
-``sources`` (its input files, the interactions file first), ``settings()``,
+``sources`` (its input files: the interactions file first, the item metadata file second), ``settings()``,
 ``read_interactions(collector, reader)`` and ``read_items(catalog, reader)``. Interactions are
-read first, so that only the metadata of items that survive filtering is kept in memory.
+read first, so that only the metadata of items that survive filtering is kept in memory (with
+``--require-meta=drop``, the metadata of every item read, until filtering is done).
 """
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,9 +36,14 @@ from .images import (
 from .interactions import InteractionCollector
 from .items import ItemCatalog, ItemRecord
 from .records import RecordReader
-from .report import build_manifest
+from .report import build_manifest, share_of_kept
 
 NO_METADATA = ItemRecord()
+# --require-meta: what to do with the interactions of items that the metadata file lacks.
+DROP_WITHOUT_METADATA = "drop"
+FAIL_WITHOUT_METADATA = "fail"
+REQUIRE_META_CHOICES = (DROP_WITHOUT_METADATA, FAIL_WITHOUT_METADATA)
+MISSING_METADATA_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class ConvertOptions:
     skip_bad_lines: bool = False
     download_images: bool = False
     description_words: int = 50
+    require_meta: str | None = None
     images: ImageSettings = field(default_factory=ImageSettings)
     show_progress: bool = False
 
@@ -85,15 +92,7 @@ def convert(source, options):
             "check that it is the right file for this format"
         )
     table = collector.to_table()
-    filtered = filter_interactions(table, options.min_rating, options.keep_duplicates, options.kcore)
-    if len(filtered.rows) == 0:
-        raise ConversionError(
-            f"no interactions are left after filtering (dropped: {filtered.dropped}); lower --kcore or --min-rating"
-        )
-
-    item_ids = [table.item_ids[index] for index in np.unique(table.items[filtered.rows]).tolist()]
-    catalog = ItemCatalog(set(item_ids), options.description_words)
-    source.read_items(catalog, reader)
+    filtered, item_ids, catalog = filter_and_describe_items(source, table, reader, options)
     image_fields, image_report = place_images(item_ids, catalog.items, options)
 
     manifest = build_manifest(source, options, reader.bad_lines, table, filtered, catalog, image_report)
@@ -109,6 +108,54 @@ def convert(source, options):
         )
         write_manifest(stage / MANIFEST_NAME, manifest)
     return manifest
+
+
+def filter_and_describe_items(source, table, reader, options):
+    """The filtered interactions, the ids of the items they keep (in order), and those items' metadata.
+
+    The metadata is read after filtering, for the kept items only, which bounds memory by the output.
+    With ``--require-meta=drop`` which items have metadata must be known before k-core, so it is then
+    read first, for every item, and the records of items that filtering drops are forgotten after.
+    """
+    if options.require_meta == DROP_WITHOUT_METADATA:
+        catalog = ItemCatalog(set(table.item_ids), options.description_words)
+        source.read_items(catalog, reader)
+        with_metadata = np.array([item_id in catalog.items for item_id in table.item_ids], dtype=bool)
+        filtered = _filter(table, options, with_metadata)
+        item_ids = _kept_item_ids(table, filtered)
+        catalog.keep_only(item_ids)
+        return filtered, item_ids, catalog
+    filtered = _filter(table, options)
+    item_ids = _kept_item_ids(table, filtered)
+    catalog = ItemCatalog(set(item_ids), options.description_words)
+    source.read_items(catalog, reader)
+    if options.require_meta == FAIL_WITHOUT_METADATA:
+        _require_metadata(item_ids, catalog, source.sources[1].path)
+    return filtered, item_ids, catalog
+
+
+def _filter(table, options, items_with_metadata=None):
+    filtered = filter_interactions(table, options.min_rating, options.keep_duplicates, options.kcore, items_with_metadata)
+    if len(filtered.rows) == 0:
+        raise ConversionError(
+            f"no interactions are left after filtering (dropped: {filtered.dropped}); lower --kcore or --min-rating"
+        )
+    return filtered
+
+
+def _kept_item_ids(table, filtered):
+    return [table.item_ids[index] for index in np.unique(table.items[filtered.rows]).tolist()]
+
+
+def _require_metadata(item_ids, catalog, metadata_path):
+    missing = [item_id for item_id in item_ids if item_id not in catalog.items]
+    if missing:
+        examples = ", ".join(missing[:MISSING_METADATA_EXAMPLES])
+        raise ConversionError(
+            f"items without metadata in {metadata_path}: {share_of_kept(len(missing), len(item_ids))}, e.g. "
+            f"{examples}; --require-meta=fail requires metadata for every item: use the matching metadata file, "
+            "or --require-meta=drop to drop the interactions of those items"
+        )
 
 
 def _check_output(options):

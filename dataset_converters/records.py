@@ -14,6 +14,9 @@ from .errors import BAD_VALUE, EMPTY_FILE, MALFORMED_LINE, MISSING_FIELD, BadLin
 from .io import iter_lines
 
 FORBIDDEN_TOKEN_CHARACTERS = frozenset("\t\r\n")
+# The nodes of what ast.literal_eval reads (a sign is a UnaryOp); the first other node of a line it
+# rejects is the expression named in the error. BinOp is left out: in metadata it is never a complex number.
+_LITERAL_NODES = (ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.UnaryOp, ast.unaryop, ast.expr_context)
 
 
 def parse_json_object(text, allow_python_literal=False):
@@ -28,12 +31,44 @@ def parse_json_object(text, allow_python_literal=False):
         if not allow_python_literal:
             raise RecordError(MALFORMED_LINE, f"not valid JSON ({json_error})") from None
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            raise RecordError(MALFORMED_LINE, f"neither JSON nor a Python dict literal ({json_error})") from None
+            value = python_literal(text)
+        except ValueError as literal_error:
+            raise RecordError(
+                MALFORMED_LINE, f"neither JSON ({json_error}) nor a Python dict literal ({literal_error})"
+            ) from None
     if not isinstance(value, dict):
         raise RecordError(MALFORMED_LINE, f"expected an object {{...}}, found a {type(value).__name__}")
     return value
+
+
+def python_literal(text):
+    """The value of a Python literal, read with ``ast.literal_eval`` (nothing is executed).
+
+    Raises ``ValueError`` saying why the text is not a literal: the syntax error and its column,
+    or the first part that is an expression rather than a literal (a name, a call...).
+    """
+    indent = len(text) - len(text.lstrip(" \t"))
+    try:
+        tree = ast.parse(text[indent:], mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"{error.msg} at column {indent + (error.offset or 1)}") from None
+    except (MemoryError, RecursionError):
+        raise ValueError("nested too deeply") from None
+    try:
+        return ast.literal_eval(tree)
+    except ValueError:
+        expression = next((node for node in ast.walk(tree.body) if not isinstance(node, _LITERAL_NODES)), tree.body)
+        source = ast.get_source_segment(text[indent:], expression)
+        raise ValueError(
+            f"{_shortened(source)!r} at column {indent + expression.col_offset + 1} is not a literal; "
+            "only strings, numbers, lists, tuples, dicts, sets, True, False and None are read"
+        ) from None
+    except (TypeError, MemoryError, RecursionError) as error:  # e.g. a list as a dict key: unhashable
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+def _shortened(text, limit=40):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_csv_line(text):
@@ -105,15 +140,19 @@ class RecordReader:
     bad_lines: BadLineLog
     show_progress: bool = False
 
-    def records(self, source, parse, encoding="utf-8", fallback_encoding=None):
-        """Yield ``parse(text)`` for each data line of ``source``; lines it rejects become bad lines."""
-        lines = iter_lines(source, self.bad_lines, encoding, fallback_encoding, self.show_progress)
-        yield from self._parsed(lines, source, parse)
+    def records(self, source, parse, encoding="utf-8", fallback_encoding=None, last_line_check=None):
+        """Yield ``parse(text)`` for each data line of ``source``; lines it rejects become bad lines.
 
-    def csv_records(self, source, required_columns, parse):
+        ``last_line_check(record)``, when given, also judges the record of a last line that has no
+        line ending (the file may have been cut inside it), raising :class:`RecordError` to reject it.
+        """
+        lines = iter_lines(source, self.bad_lines, encoding, fallback_encoding, self.show_progress)
+        yield from self._parsed(lines, source, parse, last_line_check)
+
+    def csv_records(self, source, required_columns, parse, last_line_check=None):
         """Yield ``parse(row)`` for each data line of a CSV file whose first line is its header.
 
-        ``row`` maps the header's column names to the line's values.
+        ``row`` maps the header's column names to the line's values; ``last_line_check`` as in :meth:`records`.
         """
         lines = iter_lines(source, self.bad_lines, show_progress=self.show_progress)
         header = next(lines, None)
@@ -136,16 +175,18 @@ class RecordReader:
                 )
             return parse(dict(zip(columns, values)))
 
-        yield from self._parsed(lines, source, parse_row)
+        yield from self._parsed(lines, source, parse_row, last_line_check)
         if source.records == 0 and not self.bad_lines.counts_for(source.path):
             self.bad_lines.reject(
                 BadLineError(source.path, header_line_number, EMPTY_FILE, "the file has a header but no data lines")
             )
 
-    def _parsed(self, lines, source, parse):
+    def _parsed(self, lines, source, parse, last_line_check):
         for line_number, text in lines:
             try:
                 record = parse(text)
+                if last_line_check is not None and line_number == source.unterminated_line:
+                    last_line_check(record)
             except RecordError as error:
                 self.bad_lines.reject(BadLineError(source.path, line_number, error.reason, error.detail))
                 continue

@@ -12,9 +12,9 @@ def _converter_version():
 
 
 def build_manifest(source, options, bad_lines, table, filtered, catalog, image_report):
-    """The manifest: source files with hashes, options, counts kept and dropped by reason, images."""
+    """The manifest: source files with hashes, options, counts kept and dropped by reason, images, warnings."""
     kept_rows = filtered.rows
-    return {
+    manifest = {
         "dataset": options.name,
         "format": source.format_name,
         "converter": f"recbole-mllmr1 {_converter_version()}",
@@ -29,6 +29,7 @@ def build_manifest(source, options, bad_lines, table, filtered, catalog, image_r
                 "kept": len(catalog.wanted),
                 "with_metadata": len(catalog.items),
                 "without_metadata": len(catalog.wanted) - len(catalog.items),
+                "titles_only_markup": len(catalog.titles_only_markup),
             },
             "metadata_records": {
                 "of_items_not_kept": catalog.unused_records,
@@ -39,6 +40,32 @@ def build_manifest(source, options, bad_lines, table, filtered, catalog, image_r
         "bad_line_examples": bad_lines.examples,
         "images": image_report,
     }
+    manifest["warnings"] = item_text_warnings(manifest["counts"]["items"], source.sources[1].path)
+    return manifest
+
+
+def item_text_warnings(item_counts, metadata_path):
+    """Warnings about kept items that the LLM will see without a title (none, when every item has one)."""
+    kept = item_counts["kept"]
+    warnings = []
+    if item_counts["without_metadata"]:
+        warnings.append(
+            f"items without metadata in {metadata_path}: {share_of_kept(item_counts['without_metadata'], kept)}; "
+            "their title, categories and description are empty, so MLLMRecR1 shows them to the LLM without a "
+            "title; --require-meta=drop drops their interactions, --require-meta=fail stops the conversion"
+        )
+    if item_counts["titles_only_markup"]:
+        warnings.append(
+            f"items whose title in {metadata_path} has no text once its HTML markup is removed (e.g. "
+            f"'<span class=\"a-size-medium\"'): {share_of_kept(item_counts['titles_only_markup'], kept)}; "
+            "their title is written empty"
+        )
+    return warnings
+
+
+def share_of_kept(count, kept):
+    """``"3 of the 40 kept (7.5%)"``."""
+    return f"{count:,} of the {kept:,} kept ({count / kept:.1%})"
 
 
 def _listing(counts):

@@ -63,7 +63,7 @@ def test_amazon2023_interactions(amazon2023_dataset):
     counts = manifest["counts"]
     assert counts["interactions"] == {
         "read": len(reviews), "kept": len(reviews) - 3,
-        "dropped": {"below_min_rating": 0, "duplicate": 1, "kcore": 2},
+        "dropped": {"below_min_rating": 0, "duplicate": 1, "without_metadata": 0, "kcore": 2},
     }
 
 
@@ -79,7 +79,9 @@ def test_amazon2023_items(amazon2023_dataset):
     assert items["B09JS339BZ"]["title"] == '"Mineral" Powder Brush'
     assert items["B00R8DXL44"] == {"item_id": "B00R8DXL44", "title": "", "categories": "", "description": "", "image": ""}
     assert "B0NOTREVIEW" not in items
-    assert manifest["counts"]["items"] == {"read": 7, "kept": 5, "with_metadata": 4, "without_metadata": 1}
+    assert manifest["counts"]["items"] == {
+        "read": 7, "kept": 5, "with_metadata": 4, "without_metadata": 1, "titles_only_markup": 0,
+    }
 
 
 def test_amazon2023_manifest_and_yaml(amazon2023_dataset):
