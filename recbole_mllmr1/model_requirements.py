@@ -6,20 +6,27 @@ after the dataset had loaded. ``require_model_packages`` turns that into one lin
 """
 import importlib.util
 
-# RecBole's exlib_recommender/__init__.py imports lightgbm and xgboost both, so either
-# model needs the two of them.
+# Modules each model imports, by import name. RecBole's exlib_recommender/__init__.py imports
+# lightgbm and xgboost both, so either model needs the two of them.
 MODEL_PACKAGES = {
     "LightGBM": ("lightgbm", "xgboost"),
     "XGBoost": ("lightgbm", "xgboost"),
+    "NCL": ("faiss",),
     "KGAT": ("dgl",),
+    "KGIN": ("torch_scatter",),
+    "MCCLK": ("torch_scatter",),
 }
 
+_MODELS_EXTRA = 'pip install "recbole-mllmr1[models]"'
 _INSTALL_HINTS = {
-    "lightgbm": 'pip install "recbole-mllmr1[exlib]"',
-    "xgboost": 'pip install "recbole-mllmr1[exlib]"',
+    "lightgbm": _MODELS_EXTRA,
+    "xgboost": _MODELS_EXTRA,
+    "faiss": _MODELS_EXTRA,
     # DGL's PyPI wheels stop at dgl 2.1, whose import needs torchdata's datapipes (gone
     # since torchdata 0.10, which torch >= 2.5 requires): no extra can bring it here.
     "dgl": "install a DGL build that matches your torch version (https://www.dgl.ai/pages/start.html)",
+    # PyPI has only torch-scatter's source; PyG publishes wheels per torch version.
+    "torch_scatter": "install torch-scatter for your torch version (https://data.pyg.org/whl/, or build it from source)",
 }
 
 

@@ -222,13 +222,16 @@ VARIANTS = [
 # Models trained in stages, each stage a run that saves the model the next one loads.
 STAGED_VARIANTS = [
     ("s3rec", "S3Rec", ["pretrain", "finetune"], {"train_neg_sample_args": None}),
-    # RaCT's critic reads NDCG@metrics_k (default 100) over a catalog of 60 items here.
-    ("ract", "RaCT", ["actor_pretrain", "critic_pretrain", "finetune"], {"train_neg_sample_args": None, "metrics_k": 10}),
+    ("ract", "RaCT", ["actor_pretrain", "critic_pretrain", "finetune"], {"train_neg_sample_args": None}),
 ]
 
 
-def write_recbole_test_dataset(folder, n_users=40, n_items=60, per_user=(8, 20), seed=0):
-    """``<folder>/dropin/dropin.{inter,user,item,kg,link,ent,rel}`` in RecBole's test-data shape."""
+def write_recbole_test_dataset(folder, n_users=120, n_items=120, per_user=(5, 15), seed=0):
+    """``<folder>/dropin/dropin.{inter,user,item,kg,link,ent,rel}`` in RecBole's test-data shape.
+
+    RecBole's defaults assume a catalog of at least 100 items (RaCT's critic reads NDCG@100,
+    GRU4RecCPR / SASRecCPR rerank 100 candidates), and DGCF samples as many users as items.
+    """
     rng = random.Random(seed)
     path = os.path.join(folder, DATASET)
     os.makedirs(path, exist_ok=True)
