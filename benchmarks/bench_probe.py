@@ -50,7 +50,6 @@ def main():
     from sklearn.linear_model import LogisticRegression
     from tqdm import tqdm
 
-    import recbole_mllmr1  # noqa: F401
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
     from recbole_mllmr1.training_samples import draw_training_samples

@@ -25,7 +25,6 @@ def _run_stage(stage, steps, config_file, queue):
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    import recbole_mllmr1  # noqa: F401
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
     from recbole_mllmr1.trainer import MLLMRecR1Trainer

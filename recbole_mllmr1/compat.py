@@ -1,11 +1,12 @@
 """The one place where RecBole 1.2.1 is adapted to today's numpy / torch (and to torchrun).
 
 Each fix names the RecBole line it is for and when it can go; everything is applied
-once, on ``import recbole_mllmr1``. Two more incompatibilities are handled without
-patching: pandas 3 (``Dataset._remap`` on ``token_seq`` fields, silent
-``fillna(inplace=True)``) by the ``pandas<3`` pin in setup.py, and ray 2.6.3 (needs
-``pkg_resources`` and ``np.bool8``) by never importing ``recbole.quick_start``, the
-only module that imports it; RecBole uses ray only for hyper-parameter search.
+once, when ``recbole_mllmr1.config`` is imported (and by tests/conftest.py). Two more
+incompatibilities are handled without patching: pandas 3 (``Dataset._remap`` on
+``token_seq`` fields, silent ``fillna(inplace=True)``) by the ``pandas<3`` pin in setup.py,
+and ray 2.6.3 (needs ``pkg_resources`` and ``np.bool8``) by never importing
+``recbole.quick_start``, the only module that imports it; RecBole uses ray only for
+hyper-parameter search.
 """
 import importlib
 import os
