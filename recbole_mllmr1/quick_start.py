@@ -18,6 +18,7 @@ from recbole.data.utils import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType, get_environment, init_logger, init_seed, set_color
 
 from recbole_mllmr1.config import Config
+from recbole_mllmr1.settings import check_settings
 from recbole_mllmr1.trainer import get_trainer
 from recbole_mllmr1.utils import get_model
 
@@ -62,7 +63,11 @@ def data_preparation(config, dataset):
 
 
 def prepare_run(config):
-    """RecBole's dataset, split and dataloaders for ``config``, and the initialised model."""
+    """RecBole's dataset, split and dataloaders for ``config``, and the initialised model.
+
+    The settings are checked first: a wrong value fails before any data or LLM loads.
+    """
+    check_settings(config)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)

@@ -9,7 +9,8 @@ Layers, lowest first (``LAYERS`` below is the authoritative list):
 3. data: item text, image textualization, training samples, CoT data;
 4. model: MLLMRecR1;
 5. training stages: SFT and GRPO settings, rewards, curves, the stage functions;
-6. trainer: MLLMRecR1Trainer, which sequences the stages;
+6. trainer: MLLMRecR1Trainer, which sequences the stages, and the settings check, which
+   knows the stage and reward names;
 7. entry points: quick start, compare, recommend and the command-line tools.
 
 A module may import its own layer or lower ones. The graph is read from the source with
@@ -62,7 +63,7 @@ LAYERS = (
     ),
     ("model", ("recbole_mllmr1.model", "recbole_mllmr1.model.*")),
     ("training stages", ("recbole_mllmr1.training", "recbole_mllmr1.training.*")),
-    ("trainer", ("recbole_mllmr1.trainer",)),
+    ("trainer", ("recbole_mllmr1.trainer", "recbole_mllmr1.settings")),
     (
         "entry points",
         (
