@@ -3,7 +3,8 @@
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
 modules are imported only when their command runs, so one command's heavy imports never
 slow down another. Nothing here imports a command's package to list it: finding a submodule
-imports its parent package, and ``recbole_mllmr1.cot`` alone pulls in the model (torch, RecBole).
+imports its parent package. ``--help`` of every command loads neither torch nor RecBole: a command
+module imports those inside ``run(args)`` (tests/test_import_weight.py checks it).
 """
 import argparse
 import importlib

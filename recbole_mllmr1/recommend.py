@@ -8,7 +8,6 @@ import json
 import os
 
 import numpy as np
-import torch
 
 
 def load_trained_model(checkpoint, dataset=None, data_path=None):
@@ -41,6 +40,8 @@ def load_trained_model(checkpoint, dataset=None, data_path=None):
 
 def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True):
     """A dict with the user's history, the candidates, the model's reasoning and its ranking."""
+    import torch
+
     model, test_dataset = load_trained_model(checkpoint, dataset, data_path)
     uid_field = test_dataset.uid_field
     try:

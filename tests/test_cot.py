@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_mllmr1.cot import build_mixed_grained_dataset, confidence, provenance_path
-from recbole_mllmr1.cot.build import _cot_subset
+from recbole_mllmr1.cot import confidence
+from recbole_mllmr1.cot.build import _cot_subset, build_mixed_grained_dataset, provenance_path
 from recbole_mllmr1.cot.cache import JsonlCache, read_jsonl
 from recbole_mllmr1.cot.mixing import injection_count, mix
 from recbole_mllmr1.cot.prompts import (

@@ -3,8 +3,8 @@
 Layers, lowest first (``LAYERS`` below is the authoritative list):
 
 1. leaves: shared helpers every layer may use (model lookup by name, listing order and
-   negative sampling, prompts, LLM loading, JSONL files, statistics, plots, compat), the
-   shipped yaml folders, and the dataset converters' machinery;
+   negative sampling, prompts, LLM loading, cache folders, JSONL files, statistics, plots,
+   compat), the shipped yaml folders, and the dataset converters' machinery;
 2. config: RecBole's Config with the plugin's yaml;
 3. data: item text, image textualization, training samples, CoT data;
 4. model: MLLMRecR1;
@@ -32,6 +32,7 @@ LAYERS = (
         (
             "recbole_mllmr1",
             "recbole_mllmr1.compat",
+            "recbole_mllmr1.cache_dirs",
             "recbole_mllmr1.utils",
             "recbole_mllmr1.model_requirements",
             "recbole_mllmr1.listing",

@@ -1,4 +1,4 @@
-"""The dataset converters and the command line's start load neither torch nor RecBole.
+"""The dataset converters and every command's ``--help`` load neither torch nor RecBole (nor transformers).
 
 Each case runs in a fresh interpreter (this one has both loaded by conftest) and reports which of
 the heavy packages are in ``sys.modules`` afterwards. ``convert --help`` used to take 8 s and 400 MB
@@ -14,6 +14,16 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "converters"
 HEAVY = ("torch", "recbole", "transformers")
+# ``--help`` of the command list and of every command (convert: of one of its formats).
+HELP_COMMANDS = (
+    ["--help"],
+    ["convert", "--help"],
+    ["convert", "movielens", "--help"],
+    ["textualize", "--help"],
+    ["build-cot", "--help"],
+    ["compare", "--help"],
+    ["recommend", "--help"],
+)
 
 CASES = {
     "import every converter module": (
@@ -21,10 +31,12 @@ CASES = {
         "for module in pkgutil.iter_modules(package.__path__):\n"
         "    importlib.import_module(f'{package.__name__}.{module.name}')\n"
     ),
-    "recbole-mllmr1 --help": "from recbole_mllmr1.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n",
-    "recbole-mllmr1 convert --help": (
-        "from recbole_mllmr1.cli import main\ntry:\n    main(['convert', 'movielens', '--help'])\nexcept SystemExit:\n    pass\n"
-    ),
+    **{
+        " ".join(["recbole-mllmr1", *argv]): (
+            f"from recbole_mllmr1.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        )
+        for argv in HELP_COMMANDS
+    },
     "recbole-mllmr1 convert (a whole conversion)": (
         "import sys\nfrom recbole_mllmr1.cli import main\n"
         "assert main(['convert', 'movielens', '--src', sys.argv[1], '--out', sys.argv[2], '--no-progress']) == 0\n"
@@ -33,10 +45,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_converters_load_neither_torch_nor_recbole(case, tmp_path):
+def test_converters_and_help_load_neither_torch_nor_recbole(case, tmp_path):
     code = CASES[case] + f"import sys, json\nprint(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))\n"
     result = subprocess.run(
         [sys.executable, "-c", code, str(FIXTURES / "movielens" / "ml-1m"), str(tmp_path / "ml-1m")],
         capture_output=True, text=True, cwd=tmp_path, check=True,
     )
     assert json.loads(result.stdout.splitlines()[-1]) == [], case
+    if case.endswith("--help"):
+        assert result.stdout.startswith("usage: recbole-mllmr1"), result.stdout

@@ -8,6 +8,7 @@ from logging import getLogger
 
 from tqdm import tqdm
 
+from recbole_mllmr1.cache_dirs import cache_root
 from recbole_mllmr1.textualize.backends import make_describer
 from recbole_mllmr1.textualize.cache import DescriptionCache, cache_file, record_key
 from recbole_mllmr1.textualize.images import UnreadableImage, file_sha256, read_image
@@ -18,8 +19,6 @@ EMPTY_DESCRIPTION = "empty description"
 
 def default_cache_dir():
     """``$RECBOLE_MLLMR1_CACHE/textualize``, else ``~/.cache/recbole_mllmr1/textualize``."""
-    from recbole_mllmr1.llm import cache_root
-
     return os.path.join(cache_root(), "textualize")
 
 
