@@ -64,7 +64,7 @@ setup(
         # exlib package imports both), NCL (faiss). xgboost-cpu is xgboost without the bundled
         # CUDA libraries (5 MB instead of 130 MB); on a GPU machine `pip install xgboost`
         # provides the same module. KGAT (dgl) and KGIN / MCCLK (torch-scatter) have no wheel
-        # for today's torch on PyPI: see recbole_mllmr1/model_requirements.py.
+        # for today's torch on PyPI: see recbole_mllmr1/optional_packages.py.
         "models": ["lightgbm>=4.0", "xgboost-cpu>=2.0", "faiss-cpu>=1.7"],
         "test": ["pytest", "build"],
     },

@@ -5,7 +5,7 @@ from importlib import resources
 from recbole.config.configurator import Config as RecBoleConfig
 
 from recbole_mllmr1 import compat
-from recbole_mllmr1.model_requirements import require_model_packages
+from recbole_mllmr1.optional_packages import require_model_packages
 from recbole_mllmr1.utils import get_model
 
 # Every code path that runs RecBole builds a Config, so the compat fixes are applied here, not on

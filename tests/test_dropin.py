@@ -19,7 +19,7 @@ from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 from recbole.utils import init_seed
 
-from recbole_mllmr1.model_requirements import MODEL_PACKAGES, MissingModelPackage
+from recbole_mllmr1.optional_packages import MODEL_PACKAGES, MissingModelPackage
 from recbole_mllmr1.quick_start import run_recbole
 from recbole_mllmr1.utils import available_models
 from tests.conftest import TINY_CONFIG, write_tiny_dataset

@@ -167,12 +167,8 @@ def test_vllm_requests_pair_the_chat_prompt_with_each_image(tiny_vlm_dir):
 
 
 def test_vllm_backend_without_vllm_says_how_to_install(three_images, tmp_path, monkeypatch):
-    import recbole_mllmr1.textualize.vllm_backend as vllm_backend
-
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        vllm_backend.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'recbole-mllmr1\[vllm\]'"):
         textualize_images(three_images, backend="vllm", cache_dir=tmp_path, show_progress=False)
     assert not (tmp_path / "ml-100k.vllm.jsonl").exists()

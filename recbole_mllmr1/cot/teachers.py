@@ -14,7 +14,6 @@ Backends, picked by :func:`make_teacher` from the ``cot_teacher`` value:
 - ``vllm:<model>``: vLLM offline inference (GPU), imported only when used.
 """
 import functools
-import importlib.util
 import json
 import os
 import time
@@ -27,10 +26,10 @@ import torch
 from transformers import LogitsProcessor
 
 from recbole_mllmr1.llm import DEFAULT_LLM, load_causal_lm, load_tokenizer
+from recbole_mllmr1.optional_packages import require_vllm
 
 # Greedy decoding makes small models loop ("thrillers, thrillers, ..."); a mild penalty stops it.
 REPETITION_PENALTY = 1.1
-VLLM_INSTALL_HINT = "pip install 'recbole-mllmr1[vllm]'"
 
 
 @dataclass(frozen=True)
@@ -217,14 +216,6 @@ class EndpointTeacher:
             return list(pool.map(lambda messages: self._reply(messages, settings), conversations))
 
 
-def require_vllm():
-    if importlib.util.find_spec("vllm") is None:
-        raise ImportError(
-            f"cot_teacher 'vllm:<model>' needs vLLM, which is not installed: on a GPU machine run "
-            f"`{VLLM_INSTALL_HINT}`, or give a HF model id / local folder (transformers) or an http(s):// endpoint."
-        )
-
-
 class VLLMTeacher:
     """vLLM offline inference; the engine starts on first use.
 
@@ -233,7 +224,8 @@ class VLLMTeacher:
     """
 
     def __init__(self, model, batch_size=64):
-        require_vllm()  # fail before any sample is drawn, not at the first batch
+        # Fail before any sample is drawn, not at the first batch.
+        require_vllm("cot_teacher 'vllm:<model>'", "give a HF model id / local folder (transformers) or an http(s):// endpoint")
         self.model = model
         self.batch_size = batch_size
         self.identity = f"vllm:{model}|repetition_penalty={REPETITION_PENALTY}"

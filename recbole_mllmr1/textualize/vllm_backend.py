@@ -5,10 +5,9 @@ the missing-vLLM error are tested here; the generation call follows vLLM's docum
 offline multimodal API (``LLM.generate`` with ``multi_modal_data={"image": pil_image}``).
 vLLM is imported only when this backend is used.
 """
-
 import functools
-import importlib.util
 
+from recbole_mllmr1.optional_packages import require_vllm
 from recbole_mllmr1.textualize.caption import (
     DEFAULT_CAPTION_PROMPT,
     DEFAULT_VLM_MODEL,
@@ -17,16 +16,6 @@ from recbole_mllmr1.textualize.caption import (
     caption_prompt_text,
     clean_caption,
 )
-
-INSTALL_HINT = "pip install 'recbole-mllmr1[vllm]'"
-
-
-def require_vllm():
-    if importlib.util.find_spec("vllm") is None:
-        raise ImportError(
-            f"The 'vllm' textualize backend needs vLLM, which is not installed: on a GPU machine run "
-            f"`{INSTALL_HINT}`, or use backend 'vlm' (transformers, CPU or GPU) or 'offline' (CPU)."
-        )
 
 
 def build_requests(prompt_text, images):
@@ -38,7 +27,8 @@ class VLLMDescriber:
     backend = "vllm"
 
     def __init__(self, model=None, prompt=None):
-        require_vllm()  # fail before any file is read, not at the first batch
+        # Fail before any file is read, not at the first batch.
+        require_vllm("The 'vllm' textualize backend", "use backend 'vlm' (transformers, CPU or GPU) or 'offline' (CPU)")
         self.model = model or DEFAULT_VLM_MODEL
         self.prompt = prompt or DEFAULT_CAPTION_PROMPT
 

@@ -3,10 +3,10 @@
 Every value TRL would otherwise default is set explicitly: TRL's defaults change between
 versions (1.x: GRPO beta=0, loss_type='dapo', learning_rate=1e-6, num_generations=8).
 """
-import importlib.util
-
 import torch
 from peft import LoraConfig
+
+from recbole_mllmr1.optional_packages import require_vllm
 
 
 def lora_config(config, num_layers):
@@ -79,11 +79,8 @@ def grpo_config(config, output_dir, num_processes=1):
 
     check_grpo_batch(config, num_processes)
     use_vllm = bool(config["use_vllm"])
-    if use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ImportError(
-            "use_vllm=True needs vLLM, which is not installed: on a GPU machine run "
-            "`pip install 'recbole-mllmr1[vllm]'`, or set use_vllm=False for transformers generation."
-        )
+    if use_vllm:
+        require_vllm("use_vllm=True", "set use_vllm=False for transformers generation")
     return GRPOConfig(
         **_common(config, output_dir, "grpo"),
         num_generations=config["grpo_num_generations"],

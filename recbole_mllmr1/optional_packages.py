@@ -1,8 +1,11 @@
-"""RecBole models that need a package RecBole itself does not install, checked before any work.
+"""Optional packages, and the one-line error naming what is missing and how to get it.
 
-RecBole imports these packages only deep inside a run (the exlib family in its package
-``__init__``, KGAT when it builds its DGL graph), so a missing one surfaced as a traceback
-after the dataset had loaded. ``require_model_packages`` turns that into one line up front.
+- RecBole models that need a package RecBole itself does not install. RecBole imports them
+  only deep inside a run (the exlib family in its package ``__init__``, KGAT when it builds
+  its DGL graph), so a missing one surfaced as a traceback after the dataset had loaded;
+  ``require_model_packages`` turns that into one line up front.
+- vLLM, for GRPO rollouts, the CoT teacher and the captioning backend on a GPU machine:
+  ``require_vllm`` fails before any work starts.
 """
 import importlib.util
 
@@ -41,4 +44,15 @@ def require_model_packages(model_name):
         hints = sorted({_INSTALL_HINTS[package] for package in missing})
         raise MissingModelPackage(
             f"model [{model_name}] needs the package(s) {', '.join(missing)}, not installed here; {'; '.join(hints)}"
+        )
+
+
+VLLM_INSTALL_HINT = "pip install 'recbole-mllmr1[vllm]'"
+
+
+def require_vllm(feature, alternatives):
+    """Raise ImportError when vLLM is missing: ``feature`` needs it, ``alternatives`` do without."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            f"{feature} needs vLLM, which is not installed: on a GPU machine run `{VLLM_INSTALL_HINT}`, or {alternatives}."
         )
