@@ -28,6 +28,7 @@ _YAML_ENTRIES = (
     ("item_meta_fields", "[categories]", "list", "Item fields described to the LLM next to the title."),
     ("image_field", "image", "str", "Item field with the image: a path relative to the dataset folder, or a URL."),
 )
+DATASET_YAML_KEYS = tuple(key for key, _, _, _ in _YAML_ENTRIES)
 
 
 def _column_names(columns):

@@ -2,9 +2,12 @@
 import os
 from importlib import resources
 
+import yaml
+
 from recbole.config.configurator import Config as RecBoleConfig
 
 from recbole_mllmr1 import compat
+from recbole_mllmr1.known_keys import OPT_OUT, check_known_keys
 from recbole_mllmr1.optional_packages import require_model_packages
 from recbole_mllmr1.utils import get_model
 
@@ -30,7 +33,28 @@ class Config(RecBoleConfig):
     (``properties/model/<Model>.yaml``, ``properties/dataset/<dataset>.yaml``, and a
     ``<dataset>.yaml`` that a dataset converter wrote next to the atomic files) <
     config files < config dict < command line.
+
+    Every key of the config files and the config dict, and of the command line when it is
+    ``run_recbole``'s own (``command_line=True``), must be a key RecBole or the plugin reads
+    (:mod:`recbole_mllmr1.known_keys`): a misspelled key stops the run instead of being ignored.
+    RecBole reads the command line of any process, e.g. pytest's flags, hence the switch.
     """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=False):
+        self._config_files = list(config_file_list or [])
+        self._command_line_is_config = command_line
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _merge_external_config_dict(self):
+        super()._merge_external_config_dict()
+        if self.external_config_dict.get(OPT_OUT):
+            return
+        for path in self._config_files:
+            with open(path, encoding="utf-8") as file:
+                check_known_keys(yaml.load(file, Loader=self.yaml_loader) or {}, f"config file {path}")
+        check_known_keys(self.variable_config_dict, "the config dict")
+        if self._command_line_is_config:
+            check_known_keys(self.cmd_config_dict, "the command line")
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

@@ -77,13 +77,18 @@ def prepare_run(config):
     return model, train_data, valid_data, test_data
 
 
-def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, trainer_hook=None):
+def run_recbole(
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, trainer_hook=None, command_line=False
+):
     """Train (if the model trains) and test ``model`` on ``dataset``; returns RecBole's result dict.
 
     ``trainer_hook(trainer)``, when given, is called once the trainer is built, before
     training: ``recbole-mllmr1 compare`` uses it to record per-user test metrics.
+    ``command_line``: the process's command line holds this run's config keys (``run_recbole``).
     """
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    config = Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, command_line=command_line
+    )
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -148,5 +153,5 @@ def main(argv=None):
     parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_file_list, command_line=True)
     return 0
