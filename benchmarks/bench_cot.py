@@ -20,14 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from recbole.data import create_dataset
-from recbole.utils import init_seed
 
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.cot.build import build_mixed_grained_dataset, cot_statistics, provenance_path
 from recbole_mllmr1.cot.cache import read_jsonl
-from recbole_mllmr1.quick_start import data_preparation
-from recbole_mllmr1.utils import get_model
+from recbole_mllmr1.quick_start import prepare_run
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -75,9 +72,7 @@ def main():
                 "cot_cache_dir": cache_dir,
             },
         )
-        init_seed(config["seed"], config["reproducibility"])
-        train_data, _, _ = data_preparation(config, create_dataset(config))
-        model = get_model("MLLMRecR1")(config, train_data._dataset)
+        model, train_data, _, _ = prepare_run(config)
         start = time.perf_counter()
         path = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=True)
         seconds = time.perf_counter() - start

@@ -50,7 +50,7 @@ def _throughput(method, n_users, queue):
                 text = model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 batch = model.tokenizer(text, return_tensors="pt", add_special_tokens=False)
                 with torch.no_grad():
-                    out = model.llm.generate(**batch, max_new_tokens=8, do_sample=False, output_scores=True,
+                    out = model.language_model.generate(**batch, max_new_tokens=8, do_sample=False, output_scores=True,
                                              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
                 torch.log_softmax(out.scores[0][0], -1)[yes].item()
     seconds = time.perf_counter() - start

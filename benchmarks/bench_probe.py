@@ -26,13 +26,12 @@ def line_end_features(model, sample):
     import torch
 
     from recbole_mllmr1.prompts import CANDIDATES_HEADER
-    from recbole_mllmr1.scoring import render_prompt
     from recbole_mllmr1.training_samples import sample_messages
 
-    text = render_prompt(model.tokenizer, sample_messages(model, sample))
+    text = model.render_prompt(sample_messages(model, sample))
     encoded = model.tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
     with torch.no_grad():
-        hidden = model.llm(input_ids=torch.tensor([encoded["input_ids"]]), output_hidden_states=True).hidden_states[-1][0]
+        hidden = model.language_model(input_ids=torch.tensor([encoded["input_ids"]]), output_hidden_states=True).hidden_states[-1][0]
     list_start = text.index(CANDIDATES_HEADER) + len(CANDIDATES_HEADER)
     line_ends = np.cumsum([len(line) + 1 for line in text[list_start:].split("\n")[: len(sample.candidates)]]) + list_start - 1
     ends = np.array([end for _, end in encoded["offset_mapping"]])
@@ -56,7 +55,7 @@ def main():
 
     config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[MAIN_CPU], config_dict={"state": "WARNING", "stages": []})
     model, train_data, _, _ = prepare_run(config)
-    model.llm.eval()
+    model.language_model.eval()
     torch.manual_seed(0)
     samples = draw_training_samples(model, train_data._dataset, args.prompts, config["train_candidates"], SAMPLE_SEED)
     features = [line_end_features(model, sample) for sample in tqdm(samples, desc="Frozen features")]

@@ -4,7 +4,8 @@
 
 Each stage runs in its own process (so peak RSS is its own) on ml-100k training samples with
 the main command's settings (properties/quick_start_config/main_cpu.yaml, or --config; SFT on
-answer-only samples, so that no teacher generation is timed):
+answer-only samples, so that no teacher generation is timed), through the package's own stage
+functions (recbole_mllmr1.training.stages) without validation or checkpoints:
 samples/s, tokens/s (prompt + completion tokens TRL counted), peak RSS and, on a GPU, peak GPU
 memory. Writes benchmarks/results/training.md (or --out).
 """
@@ -22,46 +23,42 @@ MAIN_CPU = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 def _run_stage(stage, steps, config_file, queue):
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
 
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
-    from recbole_mllmr1.trainer import MLLMRecR1Trainer
-    from recbole_mllmr1.training import settings, stages
-    from recbole_mllmr1.training.rewards import get_rewards
+    from recbole_mllmr1.training import stages
 
     config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[config_file],
-                    config_dict={"state": "WARNING", "stages": [stage], "sft_data": "plain", f"{stage}_steps": steps, "checkpoint_dir": "/tmp/bench_training",
+                    config_dict={"state": "WARNING", "stages": [stage], "sft_data": "plain", f"{stage}_steps": steps,
                                  "show_progress": False})
     model, train_data, _, _ = prepare_run(config)
-    trainer = MLLMRecR1Trainer(config, model)
+    stages.attach_lora(config, model)
     tokens = []
 
-    class CountTokens(TrainerCallback):
+    class CountTokensWithoutCheckpoints(TrainerCallback):
+        """Counts the tokens TRL trained on; cancels checkpoints, whose writing is not training."""
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "num_tokens" in logs:
                 tokens.append(float(logs["num_tokens"]))
 
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_save = False
+            return control
+
     output_dir = f"/tmp/bench_training/{stage}-{time.time_ns()}"
     if stage == "sft":
-        from trl import SFTTrainer
-
-        records = stages.sft_records(trainer, train_data)
-        trl_trainer = SFTTrainer(model=model.llm, args=settings.sft_config(config, output_dir), train_dataset=Dataset.from_list(records),
-                                 processing_class=model.tokenizer, callbacks=[CountTokens()])
+        records = stages.sft_records(config, model, train_data._dataset)
+        run_stage = stages.run_sft
         batch = config["sft_batch_size"]
     else:
-        from trl import GRPOTrainer
-
-        records = stages.grpo_records(trainer, train_data)
-        trl_trainer = GRPOTrainer(model=model.llm, reward_funcs=get_rewards(config["grpo_rewards"]), args=settings.grpo_config(config, output_dir),
-                                  train_dataset=Dataset.from_list(records), processing_class=model.tokenizer, callbacks=[CountTokens()])
+        records = stages.grpo_records(config, model, train_data._dataset)
+        run_stage = stages.run_grpo
         batch = config["grpo_batch_size"]  # completions per step
-    trl_trainer.args.save_strategy = "no"
     on_cuda = torch.device(config["device"]).type == "cuda"
     start = time.perf_counter()
-    trl_trainer.train()
+    run_stage(config, model, records, output_dir, callbacks=[CountTokensWithoutCheckpoints()])
     seconds = time.perf_counter() - start
     queue.put({"stage": stage, "steps": steps, "seconds": seconds, "samples_per_s": steps * batch / seconds,
                "tokens_per_s": (tokens[-1] if tokens else float("nan")) / seconds,

@@ -1,4 +1,4 @@
-"""Data hooks that MLLMRecR1 runs while it prepares its items: image textualization."""
+"""The textualize stage: item image descriptions, computed before MLLMRecR1 is built."""
 import os
 from logging import getLogger
 
@@ -27,6 +27,15 @@ def item_images(config, dataset):
         by_item = images_from_folder(image_dir)
         return {str(token): str(by_item[str(token)]) for token in item_tokens[1:] if str(token) in by_item}
     return {}
+
+
+def attach_image_texts(config, dataset):
+    """Run the textualize stage for ``dataset``: MLLMRecR1 reads ``dataset.item_image_texts`` when it is built.
+
+    Item token -> description (from the textualize cache when already computed); {} when
+    ``use_image_text`` is off.
+    """
+    dataset.item_image_texts = image_texts_for(config, dataset) if config["use_image_text"] else {}
 
 
 def image_texts_for(config, dataset):

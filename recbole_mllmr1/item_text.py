@@ -17,7 +17,7 @@ def _field_texts(dataset, field):
     raise ValueError(f"Item field [{field}] has unsupported type {field_type}.")
 
 
-class ItemCatalog:
+class ItemTexts:
     """Title, metadata and image description of every item, indexed by RecBole's internal id.
 
     Args:

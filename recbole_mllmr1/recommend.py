@@ -33,8 +33,7 @@ def load_trained_model(checkpoint, dataset=None, data_path=None):
     overrides.update(state="WARNING", eval_user_sample=None)
     config = Config(model="MLLMRecR1", dataset=dataset or run_config["dataset"], config_dict=overrides)
     model, _, _, test_data = prepare_run(config)
-    model.llm = PeftModel.from_pretrained(model.llm, adapter)
-    model.scorer.model = model.llm
+    model.use_language_model(PeftModel.from_pretrained(model.language_model, adapter))
     return model.eval(), test_data._dataset
 
 
@@ -58,12 +57,12 @@ def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True):
     history = full_history[-model.max_history :]
 
     candidates = model.retrieve(interaction)[0]
-    model.reason_before_answer = reasoning
+    model.set_reasoning(reasoning)
     messages = model.messages(history, candidates)
     thoughts = model.reasoning([messages])[0] if reasoning else ""
     ((log_probs, order),) = model.candidate_log_probs([(user_id, history, candidates)])
     ranked = sorted(range(len(candidates)), key=lambda j: -log_probs[j])
-    entry = model.catalog.entry
+    entry = model.item_entry
     return {
         "user": str(user),
         "history": [entry(i) for i in history],

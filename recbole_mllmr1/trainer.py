@@ -9,9 +9,10 @@ import yaml
 from accelerate import PartialState
 from recbole.trainer import Trainer
 from recbole.utils import get_trainer as get_recbole_trainer
-from recbole.utils import init_seed, set_color
+from recbole.utils import early_stopping, init_seed, set_color
 
 from recbole_mllmr1.config import properties_path
+from recbole_mllmr1.json_files import write_json_atomically
 
 ZERO_SHOT = "zero-shot"
 # The run folder's record of the command's settings, from which `recommend` rebuilds the model.
@@ -28,11 +29,39 @@ def run_key(config):
     return hashlib.sha256(described.encode()).hexdigest()[:10]
 
 
-def _write_json(path, value):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as file:
-        json.dump(value, file, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+class AdapterSelection:
+    """RecBole model selection inside a training stage: the trainer owns it, the stage functions call it.
+
+    Each validation scores the current adapter through RecBole's evaluation, saves the stage's
+    best adapter in ``<stage dir>/best_adapter`` (and the run's best in ``best_adapter``) and
+    says when the stage has gone ``stopping_step`` validations without improvement.
+    """
+
+    def __init__(self, trainer, valid_data):
+        self._trainer = trainer
+        self._valid_data = valid_data
+        self.eval_step = trainer.config["eval_step"]
+        self.stopping_step = trainer.config["stopping_step"]
+        self.bigger = trainer.config["valid_metric_bigger"]
+
+    def record(self, entry):
+        """Add a training-log entry to the run's history."""
+        self._trainer.record(entry)
+
+    def validate(self, stage, step, stage_dir):
+        """Validate the current adapter at ``step`` of ``stage``; returns whether the stage should stop."""
+        score, _ = self._trainer.validate(stage, step, self._valid_data)
+        best_score, stalled = self._trainer.stage_best.get(stage, (None, 0))
+        best = best_score if best_score is not None else score - (1 if self.bigger else -1)
+        best_score, stalled, stop, improved = early_stopping(score, best, stalled, max_step=self.stopping_step, bigger=self.bigger)
+        if improved:
+            self._trainer.save_adapter(os.path.join(stage_dir, "best_adapter"))
+        self._trainer.stage_best[stage] = (best_score, stalled)
+        return stop
+
+    def save_progress(self):
+        """Write the selection state, so that a resumed stage continues it."""
+        self._trainer.save_progress()
 
 
 class MLLMRecR1Trainer(Trainer):
@@ -64,17 +93,15 @@ class MLLMRecR1Trainer(Trainer):
             self._load_progress()
             # What `recbole-mllmr1 recommend --checkpoint <run dir>` needs to rebuild this model.
             if self.distributed.is_main_process:
-                _write_json(os.path.join(self.run_dir, RUN_CONFIG), {"dataset": config["dataset"], **config.external_config_dict})
+                write_json_atomically(
+                    os.path.join(self.run_dir, RUN_CONFIG), {"dataset": config["dataset"], **config.external_config_dict}, indent=1
+                )
 
     # ---- state on disk --------------------------------------------------------------
     def _attach_lora(self):
-        from peft import get_peft_model
+        from recbole_mllmr1.training.stages import attach_lora
 
-        from recbole_mllmr1.training.settings import lora_config
-
-        self.model.llm = get_peft_model(self.model.llm, lora_config(self.config, self.model.llm.config.num_hidden_layers))
-        self.model.scorer.model = self.model.llm
-        trainable, total = self.model.llm.get_nb_trainable_parameters()
+        trainable, total = attach_lora(self.config, self.model)
         self.logger.info(
             f"LoRA adapter: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); "
             f"training on {self.distributed.num_processes} process(es)"
@@ -106,7 +133,7 @@ class MLLMRecR1Trainer(Trainer):
 
     def save_progress(self):
         if self.distributed.is_main_process:
-            _write_json(os.path.join(self.run_dir, "progress.json"), {"best": self.best, "stage_best": self.stage_best})
+            write_json_atomically(os.path.join(self.run_dir, "progress.json"), {"best": self.best, "stage_best": self.stage_best}, indent=1)
 
     def save_adapter(self, folder):
         """The LoRA adapter in PEFT format (``PeftModel.from_pretrained`` loads it).
@@ -114,23 +141,23 @@ class MLLMRecR1Trainer(Trainer):
         Every process validates identically (so all agree on early stopping); one writes.
         """
         if self.distributed.is_main_process:
-            self.model.llm.save_pretrained(folder)
+            self.model.language_model.save_pretrained(folder)
         self.distributed.wait_for_everyone()
 
     def load_adapter(self, folder):
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(self.model.llm, load_file(os.path.join(folder, "adapter_model.safetensors")))
+        set_peft_model_state_dict(self.model.language_model, load_file(os.path.join(folder, "adapter_model.safetensors")))
 
     # ---- RecBole's interface ----------------------------------------------------------
     def validate(self, stage, step, valid_data):
         """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``."""
-        self.model.reason_before_answer = self._reasons_after(stage)
-        was_training = self.model.llm.training
+        self.model.set_reasoning(self._reasons_after(stage))
+        was_training = self.model.language_model.training
         score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
         # RecBole's evaluate leaves the model in eval mode; TRL reads the mode to file its step metrics.
-        self.model.llm.train(was_training)
+        self.model.language_model.train(was_training)
         self.record({"stage": stage, "step": step, "kind": "valid", "score": score, "result": dict(result)})
         self.logger.info(set_color(f"{stage} step {step} valid", "blue") + f": {self.valid_metric}={score:.4f} {dict(result)}")
         # >= as in RecBole's early_stopping, so the overall best is always some stage's best adapter.
@@ -142,8 +169,6 @@ class MLLMRecR1Trainer(Trainer):
         return score, result
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        from recbole_mllmr1.training.stages import STAGES
-
         if not self.stages:
             self.logger.info(set_color("MLLMRecR1: zero-shot evaluation (no training stages)", "green"))
             if valid_data is None:
@@ -154,15 +179,16 @@ class MLLMRecR1Trainer(Trainer):
         if not any(r["stage"] == ZERO_SHOT and r["kind"] == "valid" for r in self.history):
             self.validate(ZERO_SHOT, 0, valid_data)
             self.save_adapter(os.path.join(self.run_dir, ZERO_SHOT, "best_adapter"))
+        selection = AdapterSelection(self, valid_data)
         for stage in self.stages:
             stage_dir = os.path.join(self.run_dir, stage)
             if os.path.isfile(os.path.join(stage_dir, "done.json")):
                 self.logger.info(f"Stage {stage} already finished in {stage_dir}: reusing its best adapter")
             else:
                 self.logger.info(set_color(f"Stage {stage}", "green") + f" -> {stage_dir}")
-                STAGES[stage](self, train_data, valid_data, stage_dir)
+                self._run_stage(stage, train_data._dataset, stage_dir, selection)
                 if self.distributed.is_main_process:
-                    _write_json(os.path.join(stage_dir, "done.json"), {"best": self.stage_best.get(stage)})
+                    write_json_atomically(os.path.join(stage_dir, "done.json"), {"best": self.stage_best.get(stage)}, indent=1)
                 self.distributed.wait_for_everyone()
             # The next stage continues from this stage's best adapter, as model selection chose it.
             self.load_adapter(os.path.join(stage_dir, "best_adapter"))
@@ -171,6 +197,24 @@ class MLLMRecR1Trainer(Trainer):
             self._plot_curves()
         self.best_valid_score, _, _, self.best_valid_result = self.best
         return self.best_valid_score, self.best_valid_result
+
+    def _run_stage(self, stage, train_dataset, stage_dir, selection):
+        """Build the stage's records (running the CoT stage first for ``sft_data: mixed``) and train it."""
+        from recbole_mllmr1.training import stages
+
+        config, model = self.config, self.model
+        if stage == "grpo":
+            records = stages.grpo_records(config, model, train_dataset)
+            stages.run_grpo(config, model, records, stage_dir, selection, num_processes=self.distributed.num_processes)
+            return
+        cot_file = None
+        if config["sft_data"] == "mixed":
+            from recbole_mllmr1.cot.build import build_mixed_grained_dataset
+
+            # One process runs the teacher and fills the caches; under torchrun the others then read them.
+            with self.distributed.main_process_first():
+                cot_file = build_mixed_grained_dataset(config, model, train_dataset, show_progress=config["show_progress"])
+        stages.run_sft(config, model, stages.sft_records(config, model, train_dataset, cot_file), stage_dir, selection)
 
     def _plot_curves(self):
         """The reward-vs-validation PNG, in the run folder and next to the RecBole log."""
@@ -211,7 +255,7 @@ class MLLMRecR1Trainer(Trainer):
             # Sampled-evaluation negatives come from numpy's global RNG: the same seed, the same candidates.
             init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
             self.load_adapter(os.path.join(self.run_dir, stage, "best_adapter"))
-            self.model.reason_before_answer = self._reasons_after(stage)
+            self.model.set_reasoning(self._reasons_after(stage))
             results[stage] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
         return results
 

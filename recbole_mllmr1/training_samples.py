@@ -65,5 +65,5 @@ def answer_record(model, sample, rationale=None):
     """A TRL conversational prompt-completion record for SFT."""
     return {
         "prompt": sample_messages(model, sample),
-        "completion": [{"role": "assistant", "content": format_answer(model.catalog.title(sample.target), rationale)}],
+        "completion": [{"role": "assistant", "content": format_answer(model.item_title(sample.target), rationale)}],
     }

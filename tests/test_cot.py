@@ -11,7 +11,7 @@ from recbole_mllmr1.cot import confidence
 from recbole_mllmr1.cot.build import _cot_subset, build_mixed_grained_dataset, provenance_path
 from recbole_mllmr1.cot.cache import JsonlCache, read_jsonl
 from recbole_mllmr1.cot.mixing import injection_count, mix
-from recbole_mllmr1.cot.prompts import (
+from recbole_mllmr1.cot.teacher_prompts import (
     REFINE_SYSTEM,
     RationaleParseError,
     parse_rationale,
@@ -20,7 +20,6 @@ from recbole_mllmr1.cot.prompts import (
 )
 from recbole_mllmr1.cot.teachers import make_teacher
 from recbole_mllmr1.prompts import parse_answer
-from recbole_mllmr1.scoring import render_prompt
 from recbole_mllmr1.training_samples import draw_training_samples
 from tests.conftest import TINY_CONFIG
 from tests.test_model import build
@@ -215,7 +214,7 @@ def _cot_samples(config, model, train_dataset):
 def test_teacher_prompts_never_show_the_target_or_held_out_items(tiny_cot, cot_config, monkeypatch):
     _, model, train_dataset, valid_dataset, test_dataset = tiny_cot
     config = cot_config(cot_num_samples=8)
-    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
     teacher = ScriptedTeacher()
     build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=teacher)
 
@@ -232,14 +231,14 @@ def test_teacher_prompts_never_show_the_target_or_held_out_items(tiny_cot, cot_c
     for sample in samples:
         sequence = training_sequence[sample.user_id]
         later = set(sequence[sequence.index(sample.target) :])  # the target and everything after it
-        pseudo = pseudo_cot_messages([model.catalog.entry(i) for i in sample.history])
+        pseudo = pseudo_cot_messages([model.item_entry(i) for i in sample.history])
         refinement = refinement_messages(f"Notes on this user. {pseudo[-1]['content']}")  # the scripted echo
         expected[json.dumps(pseudo)] = expected[json.dumps(refinement)] = later | held_out[sample.user_id]
     sent = [json.dumps(messages) for messages in teacher.conversations]
     assert set(sent) == set(expected)  # the teacher saw these prompts and nothing else
     for conversation, forbidden in expected.items():
         for item in forbidden:
-            token, text = model.catalog.entry(item)
+            token, text = model.item_entry(item)
             assert f"[{token}]" not in conversation and text not in conversation
 
 
@@ -247,7 +246,7 @@ def test_two_builds_give_identical_files_that_datasets_loads(tiny_cot, cot_confi
     from datasets import load_dataset
 
     _, model, train_dataset, _, _ = tiny_cot
-    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
     config = cot_config(cot_num_samples=2, train_samples=8, cot_min_gain=-100.0)  # keep both rationales: CoT rows to check
     first = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
     config = cot_config(cot_cache_dir=str(tmp_path / "again"))
@@ -274,11 +273,11 @@ def test_recorded_confidence_is_the_scoring_models(tiny_cot, cot_config):
     path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
     cot = next(row for row in read_jsonl(path) if row["kind"] == "cot")
     rationale_prefix = cot["completion"][0]["content"].split("<answer>")[0]
-    with_prompt = render_prompt(model.tokenizer, cot["prompt"], rationale_prefix)
-    without_prompt = render_prompt(model.tokenizer, cot["prompt"])
+    with_prompt = model.render_prompt(cot["prompt"], rationale_prefix)
+    without_prompt = model.render_prompt(cot["prompt"])
     (sample,) = _cot_samples(config, model, train_dataset)
-    titles = [model.catalog.title(item) for item in sample.candidates]
-    with_rationale, without = model.scorer.log_probs([with_prompt, without_prompt], [titles, titles])
+    titles = [model.item_title(item) for item in sample.candidates]
+    with_rationale, without = model.title_log_probs([with_prompt, without_prompt], [titles, titles])
     target = sample.target_index
     assert titles[target] == cot["target_title"]
     assert cot["gain"] == pytest.approx(float(with_rationale[target] - without[target]), abs=1e-4)
@@ -289,7 +288,7 @@ def test_recorded_confidence_is_the_scoring_models(tiny_cot, cot_config):
 def test_resume_after_a_crash_asks_the_teacher_only_for_the_rest(tiny_cot, cot_config, monkeypatch):
     _, model, train_dataset, _, _ = tiny_cot
     config = cot_config(cot_num_samples=6)
-    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
     crashing = ScriptedTeacher(fail_after=2)  # 2 batches of 2 pseudo-CoTs done, then the crash
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=crashing)
@@ -305,7 +304,7 @@ def test_a_changed_ratio_or_threshold_only_remixes(tiny_cot, cot_config, monkeyp
     _, model, train_dataset, _, _ = tiny_cot
     config = cot_config()
     scorer = PromptHashScorer()
-    monkeypatch.setattr(model, "scorer", scorer)
+    monkeypatch.setattr(model, "title_log_probs", scorer.log_probs)
     first = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
     scored = scorer.prompts_scored
     assert scored == 8  # 4 samples, with and without the rationale
@@ -320,9 +319,9 @@ def test_a_changed_ratio_or_threshold_only_remixes(tiny_cot, cot_config, monkeyp
 def test_unparseable_replies_are_recorded_as_dropped_never_trained_on(tiny_cot, cot_config, monkeypatch):
     _, model, train_dataset, _, _ = tiny_cot
     config = cot_config(cot_min_gain=-100.0, cot_ratio=1.0)
-    monkeypatch.setattr(model, "scorer", PromptHashScorer())
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
     samples = _cot_samples(config, model, train_dataset)
-    broken = model.catalog.item_tokens[samples[0].history[-1]]
+    broken = model.item_token(samples[0].history[-1])
     path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=ScriptedTeacher(unparseable_users=[broken]))
     provenance = read_jsonl(provenance_path(path))
     dropped = [row for row in provenance if not row["kept"]]
@@ -339,14 +338,14 @@ def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_nami
     for sample in samples:
         other = sample.candidates[(sample.target_index + 1) % len(sample.candidates)]
         for named in (sample.target, other):
-            rationale = f"The user will pick {model.catalog.title(named)}. Answer: {model.catalog.title(named)}."
+            rationale = f"The user will pick {model.item_title(named)}. Answer: {model.item_title(named)}."
             with_prompt, without_prompt = confidence.scoring_prompts(model, sample, rationale)
             assert with_prompt.endswith(f"<think>{rationale}</think>\n<answer>") and without_prompt.endswith("assistant\n<answer>")
             prompts += [with_prompt, without_prompt]
-            titles += [[model.catalog.title(item) for item in sample.candidates]] * 2
+            titles += [[model.item_title(item) for item in sample.candidates]] * 2
             index.append(sample.target_index)
     cache = JsonlCache(str(tmp_path / "scores.jsonl"))
-    log_probs = confidence.cached_log_probs(model.scorer, confidence.scorer_identity(model.scorer), prompts, titles, cache)
+    log_probs = confidence.cached_log_probs(model, confidence.scorer_identity(model), prompts, titles, cache)
     assert len(cache) == 3 * 2 + 3  # the prompt without a rationale is scored once per sample
     gains = [confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], i).gain for k, i in enumerate(index)]
     assert np.mean(gains[0::2]) > np.mean(gains[1::2])

@@ -30,23 +30,29 @@ def model_with_images(tmp_path_factory, default_llm_dir):
     return prepare_run(config)[0]
 
 
+def item_id(model, token):
+    return next(i for i in range(model.n_items) if model.item_token(i) == token)
+
+
+def described_items(model):
+    """The tokens of the items whose prompt entry carries an image description."""
+    return [model.item_token(i) for i in range(1, model.n_items) if " | image: " in model.item_entry(i)[1]]
+
+
 def test_items_with_images_get_their_description_in_prompts(model_with_images):
-    catalog = model_with_images.catalog
-    red = catalog.item_tokens.index("i1")
-    blue = catalog.item_tokens.index("i2")
-    assert "red" in catalog.image_texts[red].lower() and "blue" in catalog.image_texts[blue].lower()
+    red, blue = item_id(model_with_images, "i1"), item_id(model_with_images, "i2")
+    assert "red" in model_with_images.item_entry(red)[1].split(" | image: ")[1].lower()
+    assert "blue" in model_with_images.item_entry(blue)[1].split(" | image: ")[1].lower()
     assert "| image: " in model_with_images.prompt([red], [blue, red])
 
 
 def test_items_without_an_image_get_no_invented_text(model_with_images):
-    catalog = model_with_images.catalog
-    described = [token for token, text in zip(catalog.item_tokens, catalog.image_texts) if text]
-    assert sorted(described) == sorted(f"i{item}" for item in range(1, 21))
-    assert "| image:" not in catalog.text(catalog.item_tokens.index("i30"))
+    assert sorted(described_items(model_with_images)) == sorted(f"i{item}" for item in range(1, 21))
+    assert "| image:" not in model_with_images.item_entry(item_id(model_with_images, "i30"))[1]
 
 
 def test_the_no_image_ablation_drops_image_text(model_with_images):
-    red = model_with_images.catalog.item_tokens.index("i1")
+    red = item_id(model_with_images, "i1")
     model_with_images.use_image_text = False
     try:
         assert "| image:" not in model_with_images.prompt([red], [red])
@@ -71,7 +77,7 @@ def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):
         os.symlink(os.path.join(config["image_dir"], name), subset / name)
     config["image_dir"] = str(subset)
     model = prepare_run(config)[0]
-    described = [token for token, text in zip(model.catalog.item_tokens, model.catalog.image_texts) if text]
+    described = described_items(model)
     assert len(described) == 12 and set(described) == {os.path.splitext(n)[0] for n in posters}
 
 
@@ -94,6 +100,6 @@ def test_a_converted_dataset_with_images_runs_through_mllmrecr1(tmp_path, defaul
     )
     assert config["title_field"] == "title" and config["item_meta_fields"] == ["categories"]  # from the converter's yaml
     model, _, _, test_data = prepare_run(config)
-    assert sum(bool(text) for text in model.catalog.image_texts) == 12
+    assert len(described_items(model)) == 12
     result = MLLMRecR1Trainer(config, model).evaluate(test_data)
     assert 0.0 <= result["hit@1"] <= 1.0 and result["hit@10"] == 1.0

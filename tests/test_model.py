@@ -8,6 +8,7 @@ from recbole_mllmr1.config import Config
 from recbole_mllmr1.listing import listing_order
 from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import strict_rank_scores
 from recbole_mllmr1.quick_start import prepare_run
+from recbole_mllmr1.scoring import TitleScorer
 from recbole_mllmr1.trainer import MLLMRecR1Trainer
 from tests.conftest import TINY_CONFIG, write_tiny_dataset
 
@@ -42,9 +43,9 @@ def ml100k_uni9(default_llm_dir):
 
 
 @pytest.mark.parametrize("scorer", [FirstListedScorer(), ConstantScorer()], ids=["first-listed", "all-tied"])
-def test_position_bias_and_ties_land_at_the_random_floor(ml100k_uni9, scorer):
+def test_position_bias_and_ties_land_at_the_random_floor(ml100k_uni9, scorer, monkeypatch):
     config, model, _, _, test_data = ml100k_uni9
-    model.scorer = scorer
+    monkeypatch.setattr(model, "title_log_probs", scorer.log_probs)
     result = MLLMRecR1Trainer(config, model).evaluate(test_data)
     # 943 users, 1 positive among 10 candidates: HR@1 ~ 0.1 (std ~0.01), never ~1.
     assert 0.065 < result["hit@1"] < 0.135
@@ -135,11 +136,11 @@ def test_prompt_lists_recent_history_and_candidates_through_the_chat_template(ti
     history = list(range(1, 16))
     text = model.prompt(model.history(torch.tensor(history + [0] * 5), 15), [20, 21])
     assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n<answer>")
-    shown = model.catalog.entry(history[-1])
-    hidden = model.catalog.entry(history[-model.max_history - 1])
+    shown = model.item_entry(history[-1])
+    hidden = model.item_entry(history[-model.max_history - 1])
     assert f"[{shown[0]}] {shown[1]}" in text and f"[{hidden[0]}] " not in text
     candidates = text[text.index("Candidates:\n") :]
-    assert all(f"\n[{model.catalog.entry(i)[0]}] {model.catalog.entry(i)[1]}" in candidates for i in (20, 21))
+    assert all(f"\n[{model.item_entry(i)[0]}] {model.item_entry(i)[1]}" in candidates for i in (20, 21))
 
 
 def _title_log_prob_alone(model, prompt, title):
@@ -148,7 +149,7 @@ def _title_log_prob_alone(model, prompt, title):
     ids = model.tokenizer(prompt + title + "</answer>", add_special_tokens=False)["input_ids"]
     start = next((k for k, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
     with torch.no_grad():
-        log_probs = torch.log_softmax(model.llm(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+        log_probs = torch.log_softmax(model.language_model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
     return sum(float(log_probs[k - 1, ids[k]]) for k in range(start, len(ids)))
 
 
@@ -159,13 +160,13 @@ def test_shared_prompt_cache_scores_each_title_as_a_full_forward_does(tiny):
     may merge with the ``>`` that ends ``<answer>``.
     """
     _, model, _, _, _ = tiny
-    model.llm.eval()
+    model.language_model.eval()
     prompt = model.prompt([1, 2, 3], [4, 5, 6])
     titles = ["Heat", "'Til There Was You", "Star Wars: Episode IV", "Heat"]
-    shared = model.scorer.title_log_likelihoods(prompt, titles).detach()
+    shared = TitleScorer(model.language_model, model.tokenizer).title_log_likelihoods(prompt, titles).detach()
     alone = torch.tensor([_title_log_prob_alone(model, prompt, title) for title in titles])
     assert torch.allclose(shared.double(), alone.double(), atol=2e-3)
-    log_probs = model.scorer.log_probs([prompt], [titles])[0]
+    log_probs = model.title_log_probs([prompt], [titles])[0]
     assert torch.isclose(log_probs.exp().sum(), torch.tensor(1.0), atol=1e-5) and log_probs[0] == log_probs[3]
 
 
@@ -175,7 +176,7 @@ def test_calculate_loss_is_a_differentiable_cross_entropy(tiny):
     loss = model.calculate_loss(batch)
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.item() > 0
     loss.backward()
-    assert model.llm.lm_head.weight.grad is not None
+    assert model.language_model.lm_head.weight.grad is not None
 
 
 def test_a_dataset_without_the_title_field_gets_an_error_naming_it(tmp_path, default_llm_dir):

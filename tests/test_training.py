@@ -91,8 +91,8 @@ def test_rerunning_resumes_finished_stages_without_training(trained_run, tiny_da
 
     result, run_dir, saved = trained_run
     calls = []
-    monkeypatch.setitem(stages.STAGES, "sft", lambda *args: calls.append("sft"))
-    monkeypatch.setitem(stages.STAGES, "grpo", lambda *args: calls.append("grpo"))
+    monkeypatch.setattr(stages, "run_sft", lambda *args, **kwargs: calls.append("sft"))
+    monkeypatch.setattr(stages, "run_grpo", lambda *args, **kwargs: calls.append("grpo"))
     again = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved})
     assert calls == []
     assert again["best_valid_score"] == result["best_valid_score"]
@@ -180,9 +180,9 @@ def test_grpo_trains_on_two_cpu_processes(tiny_data_path, default_llm_dir, tmp_p
 
 @pytest.mark.slow
 def test_mixed_sft_data_holds_every_plain_sample_and_reliable_cot_samples(tiny_data_path, default_llm_dir, tmp_path):
+    from recbole_mllmr1.cot.build import build_mixed_grained_dataset
     from recbole_mllmr1.prompts import parse_answer
     from recbole_mllmr1.quick_start import prepare_run
-    from recbole_mllmr1.trainer import MLLMRecR1Trainer
     from recbole_mllmr1.training import stages
 
     config = Config(model="MLLMRecR1", dataset="tiny", config_dict={
@@ -190,10 +190,11 @@ def test_mixed_sft_data_holds_every_plain_sample_and_reliable_cot_samples(tiny_d
         "cot_num_samples": 2, "cot_max_new_tokens": 24, "cot_cache_dir": str(tmp_path / "cot"), "cot_min_gain": None,
     })
     model, train_data, _, _ = prepare_run(config)
-    records = stages.sft_records(MLLMRecR1Trainer(config, model), train_data)
+    cot_file = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=False)
+    records = stages.sft_records(config, model, train_data._dataset, cot_file)
     plain = [r for r in records if "<think>" not in r["completion"][0]["content"]]
     assert len(plain) == config["train_samples"]
-    titles = [model.catalog.title(item) for item in range(1, model.n_items)]
+    titles = [model.item_title(item) for item in range(1, model.n_items)]
     for record in records:
         named = parse_answer(record["completion"][0]["content"], titles)
         listed = record["prompt"][-1]["content"].split("Candidates:\n")[1]

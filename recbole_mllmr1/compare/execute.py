@@ -1,6 +1,5 @@
 """Running the planned runs through run_recbole: each run's folder, and every (row, seed) of a comparison."""
 import gc
-import json
 import os
 import shutil
 import sys
@@ -10,6 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from recbole_mllmr1.json_files import write_json_atomically
 from recbole_mllmr1.per_user_metrics import PerUserCollector
 from recbole_mllmr1.quick_start import run_recbole
 
@@ -18,13 +18,6 @@ from .columns import SIGNIFICANCE_METRIC, metric_label
 from .plan import plan_run
 from .records import is_reusable, load_record, per_user_file, row_seed
 from .rows import LLM_MODEL, RETRIEVER_MODEL
-
-
-def _write_json(path, data):
-    staging = f"{path}.tmp"
-    with open(staging, "w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2, default=str)
-    os.replace(staging, path)
 
 
 def _count_parameters(model):
@@ -107,7 +100,7 @@ def execute_run(spec, settings):
             n_users=len(evaluations["final"][0]),
             n_items=None if n_items is None else n_items - 1,  # id 0 is RecBole's padding item
         )
-        _write_json(os.path.join(spec.run_dir, "config.json"), trainer.config.final_config_dict)
+        write_json_atomically(os.path.join(spec.run_dir, "config.json"), trainer.config.final_config_dict, indent=2)
     except Exception as error:  # one model's crash must not stop the comparison
         record["error"] = f"{type(error).__name__}: {error}"
         with open(os.path.join(spec.run_dir, "error.txt"), "w", encoding="utf-8") as file:
@@ -116,7 +109,7 @@ def execute_run(spec, settings):
         trainers.clear()
         gc.collect()  # MLLMRecR1 runs each hold an LLM: free it before the next run
     record["finished_at"] = datetime.now(timezone.utc).isoformat()
-    _write_json(os.path.join(spec.run_dir, "result.json"), record)
+    write_json_atomically(os.path.join(spec.run_dir, "result.json"), record, indent=2)
     return record
 
 

@@ -20,7 +20,7 @@ from logging import getLogger
 
 import numpy as np
 
-from recbole_mllmr1.cot import confidence, prompts
+from recbole_mllmr1.cot import confidence, teacher_prompts
 from recbole_mllmr1.cot.cache import JsonlCache, content_key, write_jsonl_atomically
 from recbole_mllmr1.cot.mixing import COT_SUBSET_STREAM, mix
 from recbole_mllmr1.cot.teachers import GenerationSettings, make_teacher
@@ -94,10 +94,10 @@ def provenance_path(training_path):
 def _prompt_templates():
     """The teacher prompts with placeholders: a changed wording changes the file fingerprint."""
     return {
-        "pseudo_cot": prompts.pseudo_cot_messages([("ITEM", "TEXT")]),
-        "refinement": prompts.refinement_messages("NOTES"),
-        "scaffold": prompts.REFINE_SCAFFOLD,
-        "criteria": [prompts.MIN_CRITERIA, prompts.MAX_CRITERIA],
+        "pseudo_cot": teacher_prompts.pseudo_cot_messages([("ITEM", "TEXT")]),
+        "refinement": teacher_prompts.refinement_messages("NOTES"),
+        "scaffold": teacher_prompts.REFINE_SCAFFOLD,
+        "criteria": [teacher_prompts.MIN_CRITERIA, teacher_prompts.MAX_CRITERIA],
     }
 
 
@@ -126,7 +126,7 @@ def _teacher_replies(teacher, conversations, settings, cache, stage, scaffold, s
 def _pseudo_cots(model, teacher, cot_samples, settings, cache, show_progress):
     """a. The teacher's notes on each sample's history alone: no candidate, no target, nothing after it."""
     conversations = [
-        prompts.pseudo_cot_messages([model.catalog.entry(i, model.use_image_text) for i in sample.history])
+        teacher_prompts.pseudo_cot_messages([model.item_entry(i) for i in sample.history])
         for sample in cot_samples
     ]
     return _teacher_replies(teacher, conversations, settings, cache, "pseudo-CoT", (), show_progress)
@@ -135,16 +135,16 @@ def _pseudo_cots(model, teacher, cot_samples, settings, cache, show_progress):
 def _refine(teacher, pseudo_cots, settings, cache, show_progress):
     """b. ``(refinement replies, rationale texts, drop reasons)`` by sample index; nothing is dropped silently."""
     to_refine = [i for i, text in enumerate(pseudo_cots) if text.strip()]
-    conversations = [prompts.refinement_messages(pseudo_cots[i]) for i in to_refine]
-    refined = dict(zip(to_refine, _teacher_replies(teacher, conversations, settings, cache, "refinement", prompts.REFINE_SCAFFOLD, show_progress)))
+    conversations = [teacher_prompts.refinement_messages(pseudo_cots[i]) for i in to_refine]
+    refined = dict(zip(to_refine, _teacher_replies(teacher, conversations, settings, cache, "refinement", teacher_prompts.REFINE_SCAFFOLD, show_progress)))
     rationales, reasons = {}, {}
     for i in range(len(pseudo_cots)):
         if i not in refined:
             reasons[i] = "dropped: empty pseudo-CoT reply"
             continue
         try:
-            rationales[i] = prompts.parse_rationale(refined[i]).text()
-        except prompts.RationaleParseError as error:
+            rationales[i] = teacher_prompts.parse_rationale(refined[i]).text()
+        except teacher_prompts.RationaleParseError as error:
             reasons[i] = f"dropped: unparseable refinement: {error}"
     return refined, rationales, reasons
 
@@ -153,12 +153,12 @@ def _measure(model, cot_samples, rationales, scorer_identity, cache, show_progre
     """c. The measured :class:`~recbole_mllmr1.cot.confidence.Confidence` of every parsed rationale, by sample index."""
     scored = sorted(rationales)
     prompt_pairs = [confidence.scoring_prompts(model, cot_samples[i], rationales[i]) for i in scored]
-    titles = [[model.catalog.title(item) for item in cot_samples[i].candidates] for i in scored]
-    was_training = model.llm.training
-    model.llm.eval()  # dropout would make the scores noisy
+    titles = [[model.item_title(item) for item in cot_samples[i].candidates] for i in scored]
+    was_training = model.language_model.training
+    model.language_model.eval()  # dropout would make the scores noisy
     try:
         log_probs = confidence.cached_log_probs(
-            model.scorer,
+            model,
             scorer_identity,
             [prompt for pair in prompt_pairs for prompt in pair],
             [candidates for candidates in titles for _ in range(2)],
@@ -166,7 +166,7 @@ def _measure(model, cot_samples, rationales, scorer_identity, cache, show_progre
             show_progress,
         )
     finally:
-        model.llm.train(was_training)
+        model.language_model.train(was_training)
     return {
         i: confidence.measure(log_probs[2 * k], log_probs[2 * k + 1], cot_samples[i].target_index)
         for k, i in enumerate(scored)
@@ -197,7 +197,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     teacher = teacher or make_teacher(settings.teacher, config["device"] or "cpu", settings.batch_size, settings.teacher_model)
     samples = draw_training_samples(model, train_dataset, settings.plain_samples, settings.candidates, settings.seed)
     plain_records = [answer_record(model, sample) for sample in samples]
-    scorer_identity = confidence.scorer_identity(model.scorer)
+    scorer_identity = confidence.scorer_identity(model)
     fingerprint = content_key(
         FILE_FORMAT_VERSION,
         {key: value for key, value in asdict(settings).items() if key not in ("cache_dir", "batch_size")},
@@ -228,10 +228,9 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
 
     # d. Every plain row, and reliable CoT rows at cot_ratio.
     user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
-    item_tokens = model.catalog.item_tokens
 
     def identity(sample):
-        return {"user": str(user_tokens[sample.user_id]), "target": item_tokens[sample.target], "target_title": model.catalog.title(sample.target)}
+        return {"user": str(user_tokens[sample.user_id]), "target": model.item_token(sample.target), "target_title": model.item_title(sample.target)}
 
     def training_row(sample, record, kind, reason, numbers):
         shown = {key: numbers[key] for key in ("confidence", "gain", "rank")}
@@ -247,7 +246,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     provenance = [
         {
             **identity(sample),
-            "history": [item_tokens[item] for item in sample.history],
+            "history": [model.item_token(item) for item in sample.history],
             "pseudo_cot": pseudo_cots[i],
             "refinement": refined.get(i),
             "rationale": rationales.get(i),

@@ -1,6 +1,6 @@
 """``recbole-mllmr1 build-cot``: build the mixed-grained CoT training file ahead of training.
 
-It loads the dataset and MLLMRecR1 exactly as ``run_recbole`` would (same config precedence),
+It loads the dataset and MLLMRecR1 through ``run_recbole``'s ``prepare_run`` (same config precedence),
 so ``sft_data: mixed`` in a later run finds the file ready in ``cot_cache_dir``. Flags
 override the yaml; other keys go through ``--config_files`` or RecBole's ``--key=value``.
 """
@@ -36,14 +36,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
-
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.cot.build import build_mixed_grained_dataset, cot_statistics, provenance_path
     from recbole_mllmr1.cot.cache import read_jsonl
-    from recbole_mllmr1.quick_start import data_preparation
-    from recbole_mllmr1.utils import get_model
+    from recbole_mllmr1.quick_start import prepare_run
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -54,9 +50,7 @@ def run(args):
         config_file_list=args.config_files.split() if args.config_files else None,
         config_dict=overrides,
     )
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    model = get_model("MLLMRecR1")(config, train_data._dataset)
+    model, train_data, _, _ = prepare_run(config)
     path = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=args.show_progress)
     stats = cot_statistics(read_jsonl(provenance_path(path)))
     print(

@@ -12,7 +12,6 @@ import torch
 
 from recbole_mllmr1.cot.cache import content_key
 from recbole_mllmr1.prompts import ANSWER_OPEN, format_answer
-from recbole_mllmr1.scoring import render_prompt
 from recbole_mllmr1.training_samples import sample_messages
 
 
@@ -38,10 +37,7 @@ def rationale_prefix(rationale_text):
 def scoring_prompts(model, sample, rationale_text):
     """``(prompt with the rationale, prompt without)``, both ending in ``<answer>``."""
     messages = sample_messages(model, sample)
-    return (
-        render_prompt(model.tokenizer, messages, rationale_prefix(rationale_text)),
-        render_prompt(model.tokenizer, messages),
-    )
+    return model.render_prompt(messages, rationale_prefix(rationale_text)), model.render_prompt(messages)
 
 
 def measure(log_probs_with, log_probs_without, target_index):
@@ -82,25 +78,24 @@ def weights_fingerprint(module):
     )
 
 
-def scorer_identity(scorer):
-    """What the scores depend on besides the prompt text: the scoring weights (or the scorer's type)."""
-    weights = getattr(scorer, "model", None)
-    return weights_fingerprint(weights) if isinstance(weights, torch.nn.Module) else type(scorer).__qualname__
+def scorer_identity(model):
+    """What the model's scores depend on besides the prompt text: the weights of its language model."""
+    return weights_fingerprint(model.language_model)
 
 
 # Prompts scored between two writes of the score cache: a crash loses at most this many.
 _CACHE_BATCH = 8
 
 
-def cached_log_probs(scorer, identity, prompts, candidate_titles, cache, show_progress=False):
-    """``scorer.log_probs`` of every prompt, computed only for prompts the cache lacks.
+def cached_log_probs(model, identity, prompts, candidate_titles, cache, show_progress=False):
+    """``model.title_log_probs`` of every prompt, computed only for prompts the cache lacks.
 
-    ``identity`` is :func:`scorer_identity` of the scorer, computed once by the caller.
+    ``identity`` is :func:`scorer_identity` of the model, computed once by the caller.
     """
     keys = [content_key("title-log-probs", identity, prompt, titles) for prompt, titles in zip(prompts, candidate_titles)]
 
     def compute(items):
-        results = scorer.log_probs([prompt for prompt, _ in items], [titles for _, titles in items])
+        results = model.title_log_probs([prompt for prompt, _ in items], [titles for _, titles in items])
         return [[float(x) for x in log_probs] for log_probs in results]
 
     return cache.fill(

@@ -1,13 +1,14 @@
-"""One function per training stage: build its data, hand it to TRL, keep the best adapter.
+"""The training stages as functions: build a stage's records, hand them to TRL, return what it trained.
 
-Model selection is RecBole's: a callback validates through the RecBole trainer every
-``eval_step`` optimizer steps, saves the best LoRA adapter (PEFT format) and stops after
-``stopping_step`` validations without improvement.
+Each function takes explicit inputs (the config, the model, the records, the stage folder) and
+can run alone, as ``benchmarks/bench_training.py`` runs them. Model selection is not theirs:
+the trainer passes a ``selection`` object (:class:`recbole_mllmr1.trainer.AdapterSelection`),
+which a callback asks to validate every ``eval_step`` optimizer steps; it keeps the best LoRA
+adapter (PEFT format) and says when to stop early.
 """
 import os
 
 from datasets import Dataset
-from recbole.utils import early_stopping
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -15,112 +16,117 @@ from recbole_mllmr1.training import settings
 from recbole_mllmr1.training.rewards import get_rewards
 from recbole_mllmr1.training_samples import answer_record, draw_training_samples, sample_messages
 
+# The training stages, in the order a run may list them.
+STAGES = ("sft", "grpo")
+
 # What a researcher checks first in a GRPO run, in TRL 1.x's metric names (step_time: seconds
 # per GRPO optimizer step, generation included).
 _LOGGED = ("loss", "reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl", "step_time")
 
 
-class RecBoleSelection(TrainerCallback):
-    """Validates with RecBole during TRL training, keeps the best adapter, stops early."""
+class SelectionCallback(TrainerCallback):
+    """Hands TRL's step metrics and validation points to the trainer's model selection."""
 
-    def __init__(self, recbole_trainer, valid_data, stage, stage_dir):
-        self.recbole_trainer = recbole_trainer
-        self.valid_data = valid_data
+    def __init__(self, selection, stage, stage_dir):
+        self.selection = selection
         self.stage = stage
         self.stage_dir = stage_dir
-        self.eval_step = recbole_trainer.config["eval_step"]
-        self.stopping_step = recbole_trainer.config["stopping_step"]
-        self.bigger = recbole_trainer.config["valid_metric_bigger"]
-        self.best_score, self.stalled = recbole_trainer.stage_best.get(stage, (None, 0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         record = {key: float(logs[key]) for key in _LOGGED if logs and key in logs}
         if record:
-            self.recbole_trainer.record({"stage": self.stage, "step": state.global_step, "kind": "train", **record})
+            self.selection.record({"stage": self.stage, "step": state.global_step, "kind": "train", **record})
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.eval_step and state.global_step < state.max_steps:
+        if state.global_step % self.selection.eval_step and state.global_step < state.max_steps:
             return control
-        score, result = self.recbole_trainer.validate(self.stage, state.global_step, self.valid_data)
-        best = self.best_score if self.best_score is not None else score - (1 if self.bigger else -1)
-        self.best_score, self.stalled, stop, improved = early_stopping(
-            score, best, self.stalled, max_step=self.stopping_step, bigger=self.bigger
-        )
-        if improved:
-            self.recbole_trainer.save_adapter(os.path.join(self.stage_dir, "best_adapter"))
-        self.recbole_trainer.stage_best[self.stage] = (self.best_score, self.stalled)
+        stop = self.selection.validate(self.stage, state.global_step, self.stage_dir)
         control.should_training_stop = control.should_training_stop or stop
         return control
 
     def on_save(self, args, state, control, **kwargs):
         # The HF checkpoint resumes the optimizer; the selection state must resume with it.
-        self.recbole_trainer.save_progress()
+        self.selection.save_progress()
 
 
-def _train(trl_trainer, stage_dir):
-    trl_trainer.train(resume_from_checkpoint=get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None)
+def attach_lora(config, model):
+    """Wrap the model's LLM in a fresh LoRA adapter (the identity until trained); returns ``(trainable, total)`` parameters."""
+    from peft import get_peft_model
+
+    llm = model.language_model
+    model.use_language_model(get_peft_model(llm, settings.lora_config(config, llm.config.num_hidden_layers)))
+    return model.language_model.get_nb_trainable_parameters()
 
 
-def run_sft(recbole_trainer, train_data, valid_data, stage_dir):
-    from trl import SFTTrainer
-
-    config, model = recbole_trainer.config, recbole_trainer.model
-    records = sft_records(recbole_trainer, train_data)
-    trainer = SFTTrainer(
-        model=model.llm,
-        args=settings.sft_config(config, stage_dir),
-        train_dataset=Dataset.from_list(records),
-        processing_class=model.tokenizer,
-        callbacks=[RecBoleSelection(recbole_trainer, valid_data, "sft", stage_dir)],
-    )
-    _train(trainer, stage_dir)
-
-
-def sft_records(recbole_trainer, train_data):
-    """The SFT set: plain answer-only samples, or the mixed-grained CoT file when ``sft_data: mixed``."""
-    config, model = recbole_trainer.config, recbole_trainer.model
+def sft_records(config, model, train_dataset, cot_file=None):
+    """The SFT set: plain answer-only samples, or the rows of ``cot_file`` (the CoT stage's output) when ``sft_data: mixed``."""
     if config["sft_data"] == "mixed":
-        from recbole_mllmr1.cot.build import build_mixed_grained_dataset
         from datasets import load_dataset
 
-        # One process runs the teacher and fills the caches; under torchrun the others then read them.
-        with recbole_trainer.distributed.main_process_first():
-            path = build_mixed_grained_dataset(config, model, train_data._dataset, show_progress=config["show_progress"])
-        return [{"prompt": r["prompt"], "completion": r["completion"]} for r in load_dataset("json", data_files=path, split="train")]
+        return [{"prompt": r["prompt"], "completion": r["completion"]} for r in load_dataset("json", data_files=cot_file, split="train")]
     if config["sft_data"] != "plain":
         raise ValueError(f"sft_data [{config['sft_data']}] must be 'plain' or 'mixed'.")
-    samples = draw_training_samples(model, train_data._dataset, config["train_samples"], config["train_candidates"], config["seed"])
+    samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"])
     return [answer_record(model, sample) for sample in samples]
 
 
-def grpo_records(recbole_trainer, train_data):
-    config, model = recbole_trainer.config, recbole_trainer.model
-    samples = draw_training_samples(
-        model, train_data._dataset, config["train_samples"], config["train_candidates"], config["seed"] + 1
-    )
+def grpo_records(config, model, train_dataset):
+    """The GRPO prompts, with the candidate and target titles the rewards read."""
+    samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"] + 1)
     return [
         {
             "prompt": sample_messages(model, s),
-            "candidate_titles": [model.catalog.title(i) for i in s.candidates],
-            "target_title": model.catalog.title(s.target),
+            "candidate_titles": [model.item_title(i) for i in s.candidates],
+            "target_title": model.item_title(s.target),
         }
         for s in samples
     ]
 
 
-def run_grpo(recbole_trainer, train_data, valid_data, stage_dir):
+def _callbacks(selection, stage, stage_dir, callbacks):
+    return ([] if selection is None else [SelectionCallback(selection, stage, stage_dir)]) + list(callbacks)
+
+
+def _train(trl_trainer, stage_dir):
+    """Train, resuming from the stage folder's last checkpoint when there is one; returns TRL's ``TrainOutput``."""
+    return trl_trainer.train(resume_from_checkpoint=get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None)
+
+
+def run_sft(config, model, records, stage_dir, selection=None, callbacks=()):
+    """SFT of the model's LoRA adapter on ``records`` (:func:`sft_records`), checkpoints in ``stage_dir``.
+
+    Args:
+        selection: the trainer's model selection, or None to train without validation.
+        callbacks: further TRL callbacks.
+
+    Returns:
+        TRL's ``TrainOutput``; with a ``selection``, the stage's best adapter is in ``<stage_dir>/best_adapter``.
+    """
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model.language_model,
+        args=settings.sft_config(config, stage_dir),
+        train_dataset=Dataset.from_list(records),
+        processing_class=model.tokenizer,
+        callbacks=_callbacks(selection, "sft", stage_dir, callbacks),
+    )
+    return _train(trainer, stage_dir)
+
+
+def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), num_processes=1):
+    """GRPO of the model's LoRA adapter on ``records`` (:func:`grpo_records`), as :func:`run_sft`.
+
+    ``num_processes``: the processes training together (torchrun / ``accelerate launch``), for TRL's batch rule.
+    """
     from trl import GRPOTrainer
 
-    config, model = recbole_trainer.config, recbole_trainer.model
     trainer = GRPOTrainer(
-        model=model.llm,
+        model=model.language_model,
         reward_funcs=get_rewards(config["grpo_rewards"]),
-        args=settings.grpo_config(config, stage_dir, num_processes=recbole_trainer.distributed.num_processes),
-        train_dataset=Dataset.from_list(grpo_records(recbole_trainer, train_data)),
+        args=settings.grpo_config(config, stage_dir, num_processes=num_processes),
+        train_dataset=Dataset.from_list(records),
         processing_class=model.tokenizer,
-        callbacks=[RecBoleSelection(recbole_trainer, valid_data, "grpo", stage_dir)],
+        callbacks=_callbacks(selection, "grpo", stage_dir, callbacks),
     )
-    _train(trainer, stage_dir)
-
-
-STAGES = {"sft": run_sft, "grpo": run_grpo}
+    return _train(trainer, stage_dir)

@@ -16,6 +16,13 @@ NOTE:
     ``candidates_per_prompt`` candidates are split over several prompts, and full
     ranking reranks the top ``rerank_topk`` items of a retriever (popularity, or a
     trained RecBole model given by ``retriever_checkpoint``).
+
+    What others use is the public surface below: the prompt builders, ``item_title`` /
+    ``item_entry`` / ``item_token``, ``render_prompt``, ``title_log_probs``, ``reasoning``,
+    ``candidate_log_probs``, the ``language_model`` and ``tokenizer`` that TRL trains, and
+    two setters: ``use_language_model`` (the one way to swap in a LoRA-wrapped or trained
+    LLM) and ``set_reasoning``. Item image texts are computed before the model is built
+    (:func:`recbole_mllmr1.hooks.attach_image_texts`) and read from the dataset.
 """
 from logging import getLogger
 
@@ -24,7 +31,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_mllmr1.item_text import ItemCatalog
+from recbole_mllmr1.item_text import ItemTexts
 from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
 from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
@@ -62,18 +69,23 @@ class MLLMRecR1(SequentialRecommender):
         self.listing_seed = config["seed"]
         self.use_image_text = config["use_image_text"]
 
-        self.catalog = ItemCatalog(
+        if self.use_image_text and not hasattr(dataset, "item_image_texts"):
+            raise ValueError(
+                "use_image_text needs the item image texts on the dataset: build MLLMRecR1 through "
+                "recbole_mllmr1.quick_start.prepare_run, which textualizes item images first."
+            )
+        self._item_texts = ItemTexts(
             dataset,
             title_field=config["title_field"],
             meta_fields=config["item_meta_fields"] or [],
-            image_texts=dataset_image_texts(config, dataset) if self.use_image_text else None,
+            image_texts=dataset.item_image_texts if self.use_image_text else None,
         )
-        self.tokenizer = load_tokenizer(config["llm_path"])
-        self.llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
-        self.scorer = TitleScorer(self.llm, self.tokenizer)
+        self._tokenizer = load_tokenizer(config["llm_path"])
+        self._llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
+        self._scorer = TitleScorer(self._llm, self._tokenizer)
         self.generation_batch_size = config["llm_batch_size"]
-        # Set by the trainer: after GRPO the model reasons before it answers, and is scored after its reasoning.
-        self.reason_before_answer = False
+        # After GRPO the model reasons before it answers, and is scored after its reasoning (see set_reasoning).
+        self._reason_before_answer = False
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
         self._example_logged = False
 
@@ -81,6 +93,39 @@ class MLLMRecR1(SequentialRecommender):
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
         self.register_buffer("popularity", counts, persistent=False)
         self.retriever = load_retriever(config["retriever_checkpoint"], dataset) if config["retriever_checkpoint"] else None
+
+    # ---- the LLM: what TRL trains, and the one way to swap it ------------------------------
+    @property
+    def language_model(self):
+        """The causal LM that scores and reasons (LoRA-wrapped once training attaches an adapter)."""
+        return self._llm
+
+    @property
+    def tokenizer(self):
+        """The LLM's tokenizer (left padding), TRL's ``processing_class``."""
+        return self._tokenizer
+
+    def use_language_model(self, llm):
+        """Score and reason with ``llm`` from now on: the base LLM wrapped in a LoRA adapter, or a trained one."""
+        self._llm = llm
+        self._scorer = TitleScorer(llm, self._tokenizer)
+
+    def set_reasoning(self, enabled):
+        """Whether scoring first lets the model reason (greedy, up to ``max_reasoning_tokens``)."""
+        self._reason_before_answer = bool(enabled)
+
+    # ---- items ---------------------------------------------------------------------------
+    def item_title(self, item_id):
+        """The item's title as prompts list it and answers name it."""
+        return self._item_texts.title(item_id)
+
+    def item_token(self, item_id):
+        """The item's external token (its id in the dataset's files)."""
+        return self._item_texts.item_tokens[item_id]
+
+    def item_entry(self, item_id):
+        """``(external item token, text)`` as prompts show the item."""
+        return self._item_texts.entry(item_id, self.use_image_text)
 
     # ---- prompts -----------------------------------------------------------------------
     def history(self, item_seq, item_seq_len):
@@ -90,14 +135,20 @@ class MLLMRecR1(SequentialRecommender):
 
     def messages(self, history_ids, candidate_ids):
         """Chat messages listing the history and the candidates (in the given order)."""
-        return build_messages(
-            [self.catalog.entry(i, self.use_image_text) for i in history_ids],
-            [self.catalog.entry(i, self.use_image_text) for i in candidate_ids],
-        )
+        return build_messages([self.item_entry(i) for i in history_ids], [self.item_entry(i) for i in candidate_ids])
+
+    def render_prompt(self, messages, assistant_prefix=""):
+        """Chat-template text of ``messages`` with the assistant turn opened at ``assistant_prefix`` and ``<answer>``."""
+        return render_prompt(self._tokenizer, messages, assistant_prefix)
 
     def prompt(self, history_ids, candidate_ids, assistant_prefix=""):
         """The scoring prompt: chat-template text ending in ``<answer>``."""
-        return render_prompt(self.tokenizer, self.messages(history_ids, candidate_ids), assistant_prefix)
+        return self.render_prompt(self.messages(history_ids, candidate_ids), assistant_prefix)
+
+    # ---- scoring -------------------------------------------------------------------------
+    def title_log_probs(self, prompts, candidate_titles):
+        """Per prompt, the log-probabilities of its candidates' titles after it, renormalised among them."""
+        return self._scorer.log_probs(prompts, candidate_titles)
 
     def candidate_log_probs(self, requests):
         """Log-probabilities for many users' candidate lists, in batched forward passes.
@@ -112,14 +163,14 @@ class MLLMRecR1(SequentialRecommender):
             order = listing_order(self.listing_seed, user_id, candidate_ids)
             chunks = [order[i : i + self.candidates_per_prompt] for i in range(0, len(order), self.candidates_per_prompt)]
             messages += [self.messages(history_ids, [candidate_ids[j] for j in chunk]) for chunk in chunks]
-            titles += [[self.catalog.title(candidate_ids[j]) for j in chunk] for chunk in chunks]
+            titles += [[self.item_title(candidate_ids[j]) for j in chunk] for chunk in chunks]
             plans.append((order, chunks))
-        prefixes = self.reasoning(messages) if self.reason_before_answer else [""] * len(messages)
-        prompts = [render_prompt(self.tokenizer, m, prefix) for m, prefix in zip(messages, prefixes)]
+        prefixes = self.reasoning(messages) if self._reason_before_answer else [""] * len(messages)
+        prompts = [self.render_prompt(m, prefix) for m, prefix in zip(messages, prefixes)]
         if prompts and not self._example_logged:
             self.logger.info(f"Example scoring prompt (a candidate's score is the probability of its title after it):\n{prompts[0]}")
             self._example_logged = True
-        chunk_log_probs = iter(self.scorer.log_probs(prompts, titles))
+        chunk_log_probs = iter(self.title_log_probs(prompts, titles))
         results = []
         for order, chunks in plans:
             log_probs = np.empty(len(order), dtype=np.float64)
@@ -131,21 +182,21 @@ class MLLMRecR1(SequentialRecommender):
     @torch.no_grad()
     def reasoning(self, messages_list):
         """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
-        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list]
+        texts = [self._tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list]
         replies = []
         for start in range(0, len(texts), self.generation_batch_size):
-            batch = self.tokenizer(
+            batch = self._tokenizer(
                 texts[start : start + self.generation_batch_size], add_special_tokens=False, padding=True, return_tensors="pt"
-            ).to(self.llm.device)
-            output = self.llm.generate(
+            ).to(self._llm.device)
+            output = self._llm.generate(
                 **batch,
                 max_new_tokens=self.max_reasoning_tokens,
                 do_sample=False,
                 stop_strings=[ANSWER_OPEN],
-                tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id,
+                tokenizer=self._tokenizer,
+                pad_token_id=self._tokenizer.pad_token_id,
             )
-            replies += self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            replies += self._tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         return [reply.split(ANSWER_OPEN)[0] for reply in replies]
 
     # ---- RecBole interface -------------------------------------------------------------
@@ -168,7 +219,7 @@ class MLLMRecR1(SequentialRecommender):
             order = listing_order(self.listing_seed, user, candidates)
             listed = [candidates[j] for j in order]
             prompt = self.prompt(self.history(item_seq[row], item_seq_len[row]), listed)
-            logits.append(self.scorer.title_log_likelihoods(prompt, [self.catalog.title(i) for i in listed]))
+            logits.append(self._scorer.title_log_likelihoods(prompt, [self.item_title(i) for i in listed]))
             target_positions.append(int(np.flatnonzero(order == 0)[0]))
         logits = torch.stack(logits)
         return torch.nn.functional.cross_entropy(logits, torch.tensor(target_positions, device=logits.device))
@@ -247,10 +298,3 @@ def load_retriever(checkpoint_file, dataset):
     retriever.load_state_dict(checkpoint["state_dict"])
     retriever.load_other_parameter(checkpoint.get("other_parameter"))
     return retriever.eval()
-
-
-def dataset_image_texts(config, dataset):
-    """Image descriptions for the dataset's items (item token -> text), from the textualization hook."""
-    from recbole_mllmr1.hooks import image_texts_for
-
-    return image_texts_for(config, dataset)
