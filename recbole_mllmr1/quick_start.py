@@ -18,6 +18,7 @@ from recbole.data.utils import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType, get_environment, init_logger, init_seed, set_color
 
 from recbole_mllmr1.config import Config
+from recbole_mllmr1.hooks import attach_image_texts
 from recbole_mllmr1.settings import check_settings
 from recbole_mllmr1.trainer import get_trainer
 from recbole_mllmr1.utils import get_model
@@ -65,7 +66,9 @@ def data_preparation(config, dataset):
 def prepare_run(config):
     """RecBole's dataset, split and dataloaders for ``config``, and the initialised model.
 
-    The settings are checked first: a wrong value fails before any data or LLM loads.
+    The settings are checked first: a wrong value fails before any data or LLM loads. This is
+    the one way the package builds a config's data and model (``run_recbole``, ``build-cot``
+    and ``recommend`` all come here); for MLLMRecR1 the textualize stage runs just before it.
     """
     check_settings(config)
     init_seed(config["seed"], config["reproducibility"])
@@ -73,6 +76,8 @@ def prepare_run(config):
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    if config["model"] == "MLLMRecR1":
+        attach_image_texts(config, train_data._dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return model, train_data, valid_data, test_data
 
