@@ -41,6 +41,7 @@ LAYERS = (
             "recbole_mllmr1.scoring",
             "recbole_mllmr1.llm",
             "recbole_mllmr1.jsonl_store",
+            "recbole_mllmr1.json_files",
             "recbole_mllmr1.per_user_metrics",
             "recbole_mllmr1.significance",
             "recbole_mllmr1.plots",
