@@ -76,16 +76,11 @@ class MLLMRecR1Trainer(Trainer):
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        from recbole_mllmr1.training.stages import STAGES
-
         self.logger = logging.getLogger()
         # Under torchrun / `accelerate launch` (DDP / DeepSpeed) TRL trains on every process. On CPU the
         # process group (gloo) only forms when the state is created with cpu=True, as TRL's use_cpu does.
         self.distributed = PartialState(cpu=torch.device(config["device"]).type == "cpu")
         self.stages = list(config["stages"] or [])
-        unknown = [stage for stage in self.stages if stage not in STAGES]
-        if unknown:
-            raise ValueError(f"stages {unknown} are not training stages; choose from {list(STAGES)}, in order.")
         self.run_dir = os.path.join(config["checkpoint_dir"], f"MLLMRecR1-{config['dataset']}-{run_key(config)}")
         self.history, self.stage_best, self.best, self.stage_results = [], {}, None, None
         if self.stages:
@@ -247,6 +242,17 @@ class MLLMRecR1Trainer(Trainer):
             self.logger.info(f"Best adapter: {self.best[1]} step {self.best[2]}")
             return self.stage_results[self.best[1]]
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def _spilt_predict(self, interaction, batch_size):
+        """All of a batch's rows in one ``predict``, never RecBole's chunks of ``eval_batch_size`` rows.
+
+        RecBole's sampled evaluation cuts a batch longer than ``eval_batch_size`` into chunks,
+        splitting a user's candidates (uni99 at ``eval_batch_size`` 64). ``predict`` ranks a
+        user's candidates against each other, so the chunk holding row 0, the positive, would
+        outrank the others' rows and inflate every metric. The model batches its prompts itself
+        (``llm_batch_size``), so the rows need no chunking for memory.
+        """
+        return self.model.predict(interaction.to(self.device))
 
     def test_each_stage(self, test_data):
         """Test results of each stage's best adapter, zero-shot first."""

@@ -33,7 +33,7 @@ FILE_FORMAT_VERSION = 2
 
 @dataclass(frozen=True)
 class CoTSettings:
-    """The config keys of the CoT build, validated (see properties/model/MLLMRecR1.yaml)."""
+    """The config keys of the CoT build (see properties/model/MLLMRecR1.yaml)."""
 
     teacher: str
     teacher_model: str  # the served model name, for an http(s) teacher
@@ -51,34 +51,29 @@ class CoTSettings:
 
     @classmethod
     def from_config(cls, config):
-        def value(key, kind, optional=False, check=None, requirement=""):
-            raw = config[key]
-            if raw is None:
-                if optional:
-                    return None
-                raise ValueError(f"Config key [{key}] is missing: set it ({requirement}); its default is in properties/model/MLLMRecR1.yaml.")
-            try:
-                parsed = kind(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"Config key [{key}] = {raw!r} is not a {kind.__name__}: {requirement}.") from None
-            if check is not None and not check(parsed):
-                raise ValueError(f"Config key [{key}] = {raw!r} is out of range: {requirement}.")
-            return parsed
+        """The CoT keys of a config, as :func:`recbole_mllmr1.settings.check_settings` accepted them.
+
+        Numbers are cast to their field's type, so the fingerprint does not depend on whether
+        a float was written as ``1`` or ``1.0``.
+        """
+
+        def optional(kind, key):
+            return None if config[key] is None else kind(config[key])
 
         return cls(
-            teacher=value("cot_teacher", str, requirement="a HF model id, local folder, 'smollm2-135m', http(s):// endpoint or vllm:<model>"),
-            teacher_model=value("cot_teacher_model", str, optional=True),
-            num_samples=value("cot_num_samples", int, True, lambda v: v >= 0, "an int >= 0, or ~ for every plain sample"),
-            ratio=value("cot_ratio", float, check=lambda v: v >= 0, requirement="CoT rows per plain row, a float >= 0"),
-            min_gain=value("cot_min_gain", float, optional=True),
-            min_prob=value("cot_min_prob", float, True, lambda v: 0 <= v <= 1, "a probability in [0, 1], or ~"),
-            max_new_tokens=value("cot_max_new_tokens", int, check=lambda v: v >= 1, requirement="an int >= 1"),
-            temperature=value("cot_temperature", float, check=lambda v: v >= 0, requirement="0 (greedy) or a positive float"),
-            batch_size=value("cot_batch_size", int, check=lambda v: v >= 1, requirement="an int >= 1"),
+            teacher=config["cot_teacher"],
+            teacher_model=config["cot_teacher_model"],
+            num_samples=optional(int, "cot_num_samples"),
+            ratio=float(config["cot_ratio"]),
+            min_gain=optional(float, "cot_min_gain"),
+            min_prob=optional(float, "cot_min_prob"),
+            max_new_tokens=int(config["cot_max_new_tokens"]),
+            temperature=float(config["cot_temperature"]),
+            batch_size=int(config["cot_batch_size"]),
             cache_dir=os.path.expanduser(str(config["cot_cache_dir"] or os.path.join(cache_root(), "cot"))),
-            seed=value("seed", int, requirement="RecBole's seed, an int"),
-            plain_samples=value("train_samples", int, True, lambda v: v >= 1, "an int >= 1, or ~ for the whole training split"),
-            candidates=value("train_candidates", int, check=lambda v: v >= 2, requirement="an int of at least 2"),
+            seed=int(config["seed"]),
+            plain_samples=optional(int, "train_samples"),
+            candidates=int(config["train_candidates"]),
         )
 
     @property

@@ -64,8 +64,6 @@ def sft_records(config, model, train_dataset, cot_file=None):
         from datasets import load_dataset
 
         return [{"prompt": r["prompt"], "completion": r["completion"]} for r in load_dataset("json", data_files=cot_file, split="train")]
-    if config["sft_data"] != "plain":
-        raise ValueError(f"sft_data [{config['sft_data']}] must be 'plain' or 'mixed'.")
     samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"])
     return [answer_record(model, sample) for sample in samples]
 

@@ -42,8 +42,9 @@ from recbole_mllmr1.utils import get_model
 def strict_rank_scores(log_probs, order):
     """Scores that RecBole ranks exactly like ``log_probs``, with ties broken by listing order.
 
-    RecBole puts the positive in row 0 and its top-k falls back to row order on ties, so
-    equal scores would rank the positive first; here tied candidates keep the seeded order.
+    RecBole's sampled evaluation scatters each row's score to its item id before its top-k,
+    which then breaks ties by item id: equal scores would be ranked by an id that says
+    nothing about the user. Here tied candidates keep the seeded listing order instead.
     Returned as ``n - rank`` (exact in float32, which RecBole's evaluator casts to).
     """
     n = len(log_probs)
