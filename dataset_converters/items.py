@@ -7,9 +7,14 @@ import html
 import re
 from dataclasses import dataclass
 
-# A tag starts as in a browser's HTML tokenizer: '<' then a letter, '/', '!' or '?' ('a < b' stays text).
-# It ends at '>' or, unterminated (a dump cut inside the tag: '<span class="a-size-medium"'), at the end.
-_HTML_TAG = re.compile(r"<[A-Za-z/!?][^>]*(?:>|$)")
+# A tag starts as in a browser's HTML tokenizer: '<' then a letter, '/', '!' or '?' ('a < b' stays text),
+# and ends at '>'. A dump cut inside a tag ('<span class="a-size-medium"') leaves it unterminated: only
+# an HTML element's name at the end counts as one, so text such as 'Size S<M Shirt' or 'x<y' is kept.
+_HTML_TAG = re.compile(
+    r"<[A-Za-z/!?][^>]*>"
+    r"|</?(?:a|abbr|b|br|div|em|font|h[1-6]|i|img|li|ol|p|small|span|strong|sub|sup|table|td|th|tr|u|ul)(?:\s[^<>]*)?$",
+    re.IGNORECASE,
+)
 # Tabs, line breaks and other control characters would break the atomic file's columns or rows.
 _SEPARATORS = re.compile(r"[\s\x00-\x1f\x7f]+")
 

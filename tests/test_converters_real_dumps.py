@@ -157,7 +157,8 @@ def test_items_without_metadata_warn_or_drop_or_fail(tmp_path, capsys):
 
 
 def test_html_fragment_titles_are_treated_as_missing_and_counted(tmp_path, capsys):
-    titles = {"B01": SPAN_TITLE, "B02": "Wired <i>UK</i> &amp; US edition <b", "B03": "Maths: a < b, b > c", "B04": SPAN_TITLE}
+    titles = {"B01": SPAN_TITLE, "B02": "Wired <i>UK</i> &amp; US edition <b", "B03": "Maths: a < b, b > c", "B04": SPAN_TITLE,
+              "B05": "Size S<M Shirt", "B06": "Cats <Dogs edition", "B07": "x<y"}
     meta = write_lines(tmp_path / "meta_Magazine_Subscriptions.json", [
         {"asin": asin, "title": title, "category": ["Magazine Subscriptions"], "image": []} for asin, title in titles.items()
     ])
@@ -165,10 +166,11 @@ def test_html_fragment_titles_are_treated_as_missing_and_counted(tmp_path, capsy
     out = tmp_path / "magazines"
     assert run_convert("amazon2018", "--reviews", reviews, "--meta", meta, "--out", out) == 0
     _, items, manifest = read_dataset(out)
-    assert [items[asin]["title"] for asin in sorted(titles)] == ["", "Wired UK & US edition", "Maths: a < b, b > c", ""]
+    assert [items[asin]["title"] for asin in sorted(titles)] == [
+        "", "Wired UK & US edition", "Maths: a < b, b > c", "", "Size S<M Shirt", "Cats <Dogs edition", "x<y"]
     assert manifest["counts"]["items"]["titles_only_markup"] == 2
     assert "has no text once its HTML markup is removed" in capsys.readouterr().err
-    assert "2 of the 4 kept (50.0%)" in manifest["warnings"][0]
+    assert "2 of the 7 kept (28.6%)" in manifest["warnings"][0]
 
 
 def test_rejected_dict_literal_line_says_why_it_is_not_a_literal(tmp_path, capsys):
