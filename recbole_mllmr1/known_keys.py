@@ -19,8 +19,12 @@ from recbole_mllmr1.dataset_converters.atomic import DATASET_YAML_KEYS
 
 OPT_OUT = "allow_unknown_keys"
 
-# config["key"], config['key'] and config.get("key", ...) in source code.
-_READ_KEY = re.compile(r"config(?:\[\s*|\.get\(\s*)[\"']([A-Za-z_]\w*)[\"']")
+# config["key"], config.get("key", ...), and the same on RecBole's config dicts (config_dict,
+# final_config_dict: e.g. nproc, port for distributed runs) in source code.
+_READ_KEY = re.compile(r"(?:config|config_dict)(?:\[\s*|\.get\(\s*)[\"']([A-Za-z_]\w*)[\"']")
+# Keys the plugin's entry points take from the command line themselves; RecBole's Config reads
+# every --key=value of the process too, so these reach it as well.
+ENTRY_POINT_KEYS = ("config_files",)
 
 
 class UnknownKeyError(ValueError):
@@ -31,9 +35,11 @@ def _package_folder(package):
     return os.path.dirname(importlib.util.find_spec(package).origin)
 
 
-def _yaml_keys(folder):
+def _yaml_keys(folder, skip=()):
     keys = set()
     for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
+        if os.path.relpath(path, folder).split(os.sep)[0] in skip:
+            continue
         with open(path, encoding="utf-8") as file:
             content = yaml.safe_load(file)
         if isinstance(content, dict):
@@ -55,10 +61,12 @@ def known_keys():
     return frozenset(
         _yaml_keys(os.path.join(recbole, "properties"))
         | _keys_read_by_code(recbole)
-        | _yaml_keys(_package_folder("recbole_mllmr1.properties"))
+        # properties/accelerate holds `accelerate launch` settings, not RecBole keys.
+        | _yaml_keys(_package_folder("recbole_mllmr1.properties"), skip=("accelerate",))
         | _yaml_keys(_package_folder("recbole_mllmr1.baselines"))
         | _keys_read_by_code(plugin)
         | set(DATASET_YAML_KEYS)
+        | set(ENTRY_POINT_KEYS)
         | {OPT_OUT}
     )
 

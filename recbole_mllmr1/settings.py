@@ -7,12 +7,13 @@ instead of after hours of training in the stage that reads it.
 """
 import os
 
+from recbole_mllmr1.textualize.backends import BACKENDS
 from recbole_mllmr1.training.rewards import REWARDS
 from recbole_mllmr1.training.settings import check_grpo_batch
 from recbole_mllmr1.training.stages import STAGES
 
-# The loss types TRL 1.16's GRPOTrainer implements (grpo_trainer.py, _compute_loss).
-GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+# The GRPO loss types of every TRL release setup.py allows (trl >= 0.23).
+GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 
 
 class SettingsError(ValueError):
@@ -32,7 +33,7 @@ def _is_number(value):
 
 
 def integer(low, high=None, optional=False, none_means=""):
-    requirement = f"an int >= {low}" + (f" and <= {high}" if high is not None else "") + (f", or ~ for {none_means}" if optional else "")
+    requirement = f"an int >= {low}" + (f" and <= {high}" if high is not None else "") + (f", or ~ (None on the command line) for {none_means}" if optional else "")
 
     def check(key, value):
         if value is None and optional:
@@ -49,7 +50,7 @@ def number(low=None, high=None, low_inclusive=True, optional=False, none_means="
         bounds.append(f"{'>=' if low_inclusive else '>'} {low}")
     if high is not None:
         bounds.append(f"<= {high}")
-    requirement = "a number" + (" " + " and ".join(bounds) if bounds else "") + (f", or ~ for {none_means}" if optional else "")
+    requirement = "a number" + (" " + " and ".join(bounds) if bounds else "") + (f", or ~ (None on the command line) for {none_means}" if optional else "")
 
     def check(key, value):
         if value is None and optional:
@@ -70,7 +71,7 @@ def boolean(key, value):
 
 
 def text(optional=False, none_means=""):
-    requirement = "a non-empty string" + (f", or ~ for {none_means}" if optional else "")
+    requirement = "a non-empty string" + (f", or ~ (None on the command line) for {none_means}" if optional else "")
 
     def check(key, value):
         if value is None and optional:
@@ -82,8 +83,12 @@ def text(optional=False, none_means=""):
 
 
 def choice(*allowed):
+    def matches(value, option):
+        # True == 1 in Python: a bool matches only a bool, anything else only a non-bool.
+        return value is option if isinstance(option, bool) else (not isinstance(value, bool) and value == option)
+
     def check(key, value):
-        if isinstance(value, bool) or value not in allowed:
+        if not any(matches(value, option) for option in allowed):
             _fail(key, value, "one of " + ", ".join(repr(a) for a in allowed))
 
     return check
@@ -125,7 +130,7 @@ RULES = {
     "title_field": text(),
     "item_meta_fields": texts(),
     "use_image_text": boolean,
-    "textualizer": choice("offline", "vlm", "vllm", "none"),
+    "textualizer": choice(*BACKENDS),
     "textualizer_model": text(optional=True, none_means="the backend's default"),
     "textualizer_prompt": text(optional=True, none_means="the default prompt"),
     "textualize_cache_dir": text(optional=True, none_means="~/.cache/recbole_mllmr1/textualize"),

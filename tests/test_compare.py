@@ -142,12 +142,12 @@ def test_each_tested_stage_gets_its_own_per_user_metrics():
         for index, stage in zip((1, 2, 3), ("zero-shot", "sft", "grpo"))
     }
     trainer = types.SimpleNamespace(eval_collector=collector, stage_results=stage_results)
-    evaluations = checks.test_evaluations(trainer, dict(stage_results["sft"]))
+    evaluations = checks.per_user_test_evaluations(trainer, dict(stage_results["sft"]))
     assert set(evaluations) == {"zero-shot", "sft", "grpo", "final"}
     assert list(evaluations["grpo"][1]["hit@1"]) == [1, 0, 0] and list(evaluations["zero-shot"][1]["hit@1"]) == [1, 1, 1]
     assert evaluations["final"] is evaluations["sft"]
     with pytest.raises(RuntimeError, match="matches none of the stage results"):
-        checks.test_evaluations(trainer, {"hit@1": 0.5})
+        checks.per_user_test_evaluations(trainer, {"hit@1": 0.5})
     record = {"error": None, "metrics": {}, "stage_metrics": {"zero-shot": {}}}
     missing = row_seed(Row("x", "MLLMRecR1", stage="grpo"), types.SimpleNamespace(seed=0, run_dir="d"), record)
     assert "tested no stage [grpo] (tested: zero-shot)" in missing.error
@@ -187,6 +187,8 @@ def test_rows_overrides_and_modes_are_validated():
     assert common == {"epochs": 2, "eval_args": {"mode": "uni9"}} and per_model == {"SASRec": {"hidden_size": 16}}
     with pytest.raises(ValueError, match=r"\[epochs\] is not KEY=VALUE"):
         parse_overrides(["epochs"])
+    with pytest.raises(ValueError, match=r"unknown key \[epoch\] in --config \[SASRec.epoch=2\]; did you mean \[epochs\]"):
+        parse_overrides(["SASRec.epoch=2"])
     assert parse_mode("uni99") == 100 and parse_mode("full") is None
     with pytest.raises(ValueError, match=r"--mode \[uni\] is not an evaluation mode"):
         parse_mode("uni")

@@ -34,8 +34,11 @@ def test_every_shipped_config_file_has_known_keys_only(tiny_data_path, config_fi
 
 
 def test_keys_recbole_reads_without_a_yaml_default_are_known():
-    # use_filter (recbole/data/dataset) and test_neg_sample_args (Config) have no yaml default.
-    assert {"use_filter", "test_neg_sample_args", "eval_user_sample", "title_field"} <= known_keys()
+    # use_filter (recbole/data/dataset) and test_neg_sample_args (Config) have no yaml default; nproc and
+    # port are read from RecBole's final_config_dict for distributed runs.
+    assert {"use_filter", "test_neg_sample_args", "nproc", "port", "eval_user_sample", "title_field"} <= known_keys()
+    # accelerate's launch settings ship in properties/ but are no RecBole keys.
+    assert "mixed_precision" not in known_keys()
 
 
 def _config_in_a_process(argv, command_line):
@@ -52,6 +55,9 @@ def test_the_command_line_is_checked_only_when_it_is_run_recbole_s_own():
     misspelled = ["run_recbole", "--model=SASRec", "--stage=[]"]
     checked = _config_in_a_process(misspelled, command_line=True)
     assert checked.returncode != 0 and "unknown key [stage] in the command line; did you mean [stages]?" in checked.stderr
+    # run_recbole's own --config_files reaches RecBole's command-line reader too.
+    with_files = ["run_recbole", "--model=SASRec", f"--config_files={properties_path('quick_start_config', 'main_cpu.yaml')}"]
+    assert _config_in_a_process(with_files, command_line=True).stdout.strip() == "built"
     # Another program's flags (pytest's --durations=10, say) are not config keys.
     assert _config_in_a_process(["pytest", "--durations=10"], command_line=False).stdout.strip() == "built"
 

@@ -37,7 +37,7 @@ def test_defaults_and_every_shipped_config_pass(tiny_data_path, config_files):
 @pytest.mark.parametrize(
     "key, value, allowed",
     [
-        ("eval_user_sample", "abc", "an int >= 1, or ~ for every user"),
+        ("eval_user_sample", "abc", "an int >= 1, or ~ (None on the command line) for every user"),
         ("eval_user_sample", 0, "an int >= 1"),
         ("stages", ["grpo", "sft"], "in that order"),
         ("stages", ["sft", "rl"], "distinct names from ['sft', 'grpo']"),
@@ -49,9 +49,11 @@ def test_defaults_and_every_shipped_config_pass(tiny_data_path, config_files):
         ("sft_learning_rate", 0, "a number > 0"),
         ("use_image_text", "yes", "True or False"),
         ("grpo_num_generations", 1, "an int >= 2"),
-        ("train_samples", True, "an int >= 1, or ~ for the whole training split"),
+        ("train_samples", True, "an int >= 1, or ~ (None on the command line) for the whole training split"),
         ("lora_target_modules", [], "a list of strings, at least one"),
-        ("cot_min_prob", 2, "a number >= 0 and <= 1, or ~ for no probability threshold"),
+        ("cot_min_prob", 2, "a number >= 0 and <= 1, or ~ (None on the command line) for no probability threshold"),
+        ("reasoning_eval", 1, "one of 'auto', True, False"),
+        ("grpo_loss_type", "cispo", "one of 'grpo', 'dapo', 'dr_grpo', 'bnpo'"),
         ("loss_type", "BPR", "one of 'CE'"),
     ],
 )
@@ -86,3 +88,8 @@ def test_prepare_run_fails_on_a_wrong_value_before_it_reads_the_dataset(tmp_path
     config = mllmrecr1_config(str(tmp_path), grpo_rewards=["hit"])
     with pytest.raises(SettingsError, match=r"\[grpo_rewards\] = \['hit'\]"):
         prepare_run(config)
+
+
+@pytest.mark.parametrize("value", ["auto", True, False])
+def test_every_documented_reasoning_eval_passes(tiny_data_path, value):
+    check_settings(mllmrecr1_config(tiny_data_path, reasoning_eval=value))

@@ -13,7 +13,7 @@ def _checked(evaluation, recbole_result, what):
     return evaluation
 
 
-def test_evaluations(trainer, test_result):
+def per_user_test_evaluations(trainer, test_result):
     """Per-user test metrics: ``{"final": ...}``, plus ``{stage: ...}`` when the trainer tests each training stage.
 
     MLLMRecR1's trainer tests every stage's best adapter (zero-shot first) and returns the

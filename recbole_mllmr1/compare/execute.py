@@ -13,7 +13,7 @@ from recbole_mllmr1.json_files import write_json_atomically
 from recbole_mllmr1.per_user_metrics import PerUserCollector
 from recbole_mllmr1.quick_start import run_recbole
 
-from .checks import test_evaluations
+from .checks import per_user_test_evaluations
 from .columns import SIGNIFICANCE_METRIC, metric_label
 from .plan import plan_run
 from .records import is_reusable, load_record, per_user_file, row_seed
@@ -79,7 +79,7 @@ def execute_run(spec, settings):
                 trainer_hook=keep_per_user_metrics,
             )
         trainer = trainers[0]
-        evaluations = test_evaluations(trainer, result["test_result"])
+        evaluations = per_user_test_evaluations(trainer, result["test_result"])
         for name, (user_ids, per_user) in evaluations.items():
             np.savez(per_user_file(spec.run_dir, name), user_ids=user_ids, **per_user)
         means = {name: {metric: float(values.mean()) for metric, values in per_user.items()} for name, (_, per_user) in evaluations.items()}

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from recbole_mllmr1.known_keys import check_known_keys
+
 
 @dataclass
 class Settings:
@@ -43,5 +45,7 @@ def parse_overrides(items):
         if not separator or not key.strip():
             raise ValueError(f"--config [{item}] is not KEY=VALUE (or MODEL.KEY=VALUE), e.g. --config epochs=2.")
         model, _, key = key.strip().rpartition(".")
+        # Every row would fail on its own, after the others had run: stop before any.
+        check_known_keys([key], f"--config [{item}]")
         (per_model.setdefault(model, {}) if model else common)[key] = yaml.safe_load(value)
     return common, per_model
