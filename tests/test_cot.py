@@ -24,9 +24,8 @@ from recbole_mllmr1.training_samples import draw_training_samples
 from tests.conftest import TINY_CONFIG
 from tests.test_model import build
 
-# Every CoT key, so the tests do not depend on the yaml's defaults.
+# Every CoT key, so the tests do not depend on the yaml's defaults (the runs below set ``cot_teacher``).
 COT_CONFIG = {
-    "cot_teacher": "smollm2-135m",
     "cot_teacher_model": None,
     "cot_num_samples": 4,
     "cot_ratio": 0.25,
@@ -186,16 +185,31 @@ class PromptHashScorer:
         return results
 
 
-@pytest.fixture(scope="module")
-def tiny_cot(tiny_data_path, default_llm_dir):
-    config, model, train_data, valid_data, test_data = build("tiny", {**TINY_CONFIG, **COT_CONFIG, "data_path": tiny_data_path})
+def cot_run(data_path, llm_dir):
+    """Config, model and split datasets of a run on the tiny dataset whose scorer and teacher are ``llm_dir``."""
+    config, model, train_data, valid_data, test_data = build(
+        "tiny", {**TINY_CONFIG, **COT_CONFIG, "data_path": data_path, "llm_path": llm_dir, "cot_teacher": llm_dir}
+    )
     return config, model, train_data._dataset, valid_data._dataset, test_data._dataset
 
 
+@pytest.fixture(scope="module")
+def tiny_cot(tiny_data_path, tiny_llm_dir):
+    """The pipeline's plumbing: a tiny random-weight LLM scores and teaches."""
+    return cot_run(tiny_data_path, tiny_llm_dir)
+
+
+@pytest.fixture(scope="module")
+def real_cot(tiny_data_path, default_llm_dir):
+    """The real default model scores and teaches (tests marked slow)."""
+    return cot_run(tiny_data_path, default_llm_dir)
+
+
 @pytest.fixture
-def cot_config(tiny_cot, tmp_path, monkeypatch):
-    """The tiny run's config with a fresh cache folder; changes made through it are undone after the test."""
-    config = tiny_cot[0]
+def cot_config(request, tmp_path, monkeypatch):
+    """The run's config (``real_cot``'s when the test uses it, else ``tiny_cot``'s) with a fresh cache folder;
+    changes made through it are undone after the test."""
+    config = request.getfixturevalue("real_cot" if "real_cot" in request.fixturenames else "tiny_cot")[0]
     monkeypatch.setitem(config.final_config_dict, "cot_cache_dir", str(tmp_path / "cot"))
 
     def update(**values):
@@ -331,8 +345,10 @@ def test_unparseable_replies_are_recorded_as_dropped_never_trained_on(tiny_cot, 
     assert len(cot_rows) == len(provenance) - len(dropped)
 
 
-def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_naming_another(tiny_cot, tmp_path):
-    _, model, train_dataset, _, _ = tiny_cot
+@pytest.mark.slow
+def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_naming_another(real_cot, tmp_path):
+    """The real model reads the rationale: naming the target raises its probability (a property of the model)."""
+    _, model, train_dataset, _, _ = real_cot
     samples = draw_training_samples(model, train_dataset, 3, 5, seed=3)
     prompts, titles, index = [], [], []
     for sample in samples:
@@ -352,10 +368,10 @@ def test_a_rationale_naming_the_target_raises_its_probability_more_than_one_nami
 
 
 @pytest.mark.slow
-def test_the_default_teacher_builds_a_trainable_file(tiny_cot, cot_config):
+def test_the_default_teacher_builds_a_trainable_file(real_cot, cot_config):
     from datasets import load_dataset
 
-    _, model, train_dataset, _, _ = tiny_cot
+    _, model, train_dataset, _, _ = real_cot
     config = cot_config(cot_num_samples=3, train_samples=6, cot_min_gain=-100.0, cot_ratio=1.0, cot_max_new_tokens=96, cot_batch_size=3)
     path = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False)
     provenance = read_jsonl(provenance_path(path))
@@ -368,11 +384,11 @@ def test_the_default_teacher_builds_a_trainable_file(tiny_cot, cot_config):
 
 
 # ---- teacher backends --------------------------------------------------------------------
-def test_line_scaffold_writes_each_opener_after_a_line_and_then_ends_the_reply(default_llm_dir):
+def test_line_scaffold_writes_each_opener_after_a_line_and_then_ends_the_reply(tiny_llm_dir):
     from recbole_mllmr1.cot.teachers import LineScaffold
     from recbole_mllmr1.llm import load_tokenizer
 
-    tokenizer = load_tokenizer(default_llm_dir)
+    tokenizer = load_tokenizer(tiny_llm_dir)  # SmolLM2's tokenizer
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
     word = tokenizer(" word", add_special_tokens=False)["input_ids"][0]
     scaffold = LineScaffold(tokenizer, ["A:", "B:", "C:"], frozenset([newline]), prompt_length=2, max_line_tokens=3)
@@ -481,13 +497,13 @@ def test_endpoint_teacher_reports_a_client_error_at_once():
     assert len(server.requests) == 1
 
 
-def test_build_cot_command_with_an_endpoint_teacher(tiny_data_path, default_llm_dir, tmp_path, capsys):
+def test_build_cot_command_with_an_endpoint_teacher(tiny_data_path, tiny_llm_dir, tmp_path, capsys):
     import yaml
 
     from recbole_mllmr1.cli import main
 
     config_file = tmp_path / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump({**TINY_CONFIG, **COT_CONFIG, "cot_cache_dir": str(tmp_path / "cot")}))
+    config_file.write_text(yaml.safe_dump({**TINY_CONFIG, **COT_CONFIG, "cot_cache_dir": str(tmp_path / "cot"), "llm_path": tiny_llm_dir}))
     with StubChatServer(_scripted_reply) as server:
         status = main(
             ["build-cot", "--dataset", "tiny", "--data-path", tiny_data_path, "--teacher", server.base_url,

@@ -14,7 +14,7 @@ def draw(path, colour):
 
 
 @pytest.fixture(scope="module")
-def model_with_images(tmp_path_factory, default_llm_dir):
+def model_with_images(tmp_path_factory, tiny_llm_dir):
     root = tmp_path_factory.mktemp("images")
     data_path = write_tiny_dataset(str(root), name="pics")
     image_dir = root / "posters"
@@ -25,7 +25,7 @@ def model_with_images(tmp_path_factory, default_llm_dir):
         model="MLLMRecR1",
         dataset="pics",
         config_dict={**TINY_CONFIG, "data_path": data_path, "textualizer": "offline", "image_dir": str(image_dir),
-                     "textualize_cache_dir": str(root / "cache"), "state": "INFO"},
+                     "textualize_cache_dir": str(root / "cache"), "state": "INFO", "llm_path": tiny_llm_dir},
     )
     return prepare_run(config)[0]
 
@@ -81,7 +81,7 @@ def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):
     assert len(described) == 12 and set(described) == {os.path.splitext(n)[0] for n in posters}
 
 
-def test_a_converted_dataset_with_images_runs_through_mllmrecr1(tmp_path, default_llm_dir):
+def test_a_converted_dataset_with_images_runs_through_mllmrecr1(tmp_path, tiny_llm_dir):
     """`recbole-mllmr1 convert` output (its yaml found automatically) -> image text -> RecBole evaluation."""
     from converters_support import FIXTURES, run_convert
     from recbole_mllmr1.trainer import MLLMRecR1Trainer
@@ -96,7 +96,7 @@ def test_a_converted_dataset_with_images_runs_through_mllmrecr1(tmp_path, defaul
         model="MLLMRecR1",
         dataset="ml-small",
         config_dict={"data_path": str(tmp_path), "stages": [], "state": "WARNING", "show_progress": False,
-                     "textualize_cache_dir": str(tmp_path / "cache"), "eval_args": {"mode": "uni9"}},
+                     "textualize_cache_dir": str(tmp_path / "cache"), "eval_args": {"mode": "uni9"}, "llm_path": tiny_llm_dir},
     )
     assert config["title_field"] == "title" and config["item_meta_fields"] == ["categories"]  # from the converter's yaml
     model, _, _, test_data = prepare_run(config)

@@ -8,6 +8,7 @@ import torch
 from recbole_mllmr1 import llm
 
 
+@pytest.mark.slow
 def test_default_model_is_converted_to_a_plain_checkpoint(default_llm_dir):
     with open(os.path.join(default_llm_dir, "config.json")) as config_file:
         config = json.load(config_file)
@@ -15,6 +16,7 @@ def test_default_model_is_converted_to_a_plain_checkpoint(default_llm_dir):
     assert llm.resolve_llm_path("smollm2-135m") == default_llm_dir == llm.resolve_llm_path(None)
 
 
+@pytest.mark.slow
 def test_converted_checkpoint_trains(default_llm_dir):
     model = llm.load_causal_lm(default_llm_dir, "cpu")
     assert model.dtype == torch.float32 and not getattr(model, "is_quantized", False)

@@ -1,4 +1,4 @@
-"""MLLMRecR1's scoring contract with RecBole, on tiny datasets and the real default model."""
+"""MLLMRecR1's scoring contract with RecBole, on tiny datasets and a tiny random-weight LLM (plumbing, not quality)."""
 import numpy as np
 import pytest
 import torch
@@ -19,8 +19,8 @@ def build(dataset_name, config_dict):
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_data_path, default_llm_dir):
-    return build("tiny", {**TINY_CONFIG, "data_path": tiny_data_path})
+def tiny(tiny_data_path, tiny_llm_dir):
+    return build("tiny", {**TINY_CONFIG, "data_path": tiny_data_path, "llm_path": tiny_llm_dir})
 
 
 class FirstListedScorer:
@@ -38,8 +38,8 @@ class ConstantScorer:
 
 
 @pytest.fixture(scope="module")
-def ml100k_uni9(default_llm_dir):
-    return build("ml-100k", {"stages": [], "eval_args": {"mode": "uni9"}, "eval_batch_size": 2000})
+def ml100k_uni9(tiny_llm_dir):
+    return build("ml-100k", {"stages": [], "eval_args": {"mode": "uni9"}, "eval_batch_size": 2000, "llm_path": tiny_llm_dir})
 
 
 @pytest.mark.parametrize("scorer", [FirstListedScorer(), ConstantScorer()], ids=["first-listed", "all-tied"])
@@ -179,8 +179,8 @@ def test_calculate_loss_is_a_differentiable_cross_entropy(tiny):
     assert model.language_model.lm_head.weight.grad is not None
 
 
-def test_a_dataset_without_the_title_field_gets_an_error_naming_it(tmp_path, default_llm_dir):
+def test_a_dataset_without_the_title_field_gets_an_error_naming_it(tmp_path, tiny_llm_dir):
     write_tiny_dataset(str(tmp_path), name="notitle", with_title=False)
-    config = {**TINY_CONFIG, "data_path": str(tmp_path), "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]}}
+    config = {**TINY_CONFIG, "data_path": str(tmp_path), "llm_path": tiny_llm_dir, "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]}}
     with pytest.raises(ValueError, match=r"no item field \[title\]"):
         build("notitle", config)

@@ -1,4 +1,5 @@
-"""Real SFT and GRPO steps with the default model on a tiny dataset, RecBole model selection and resume."""
+"""Real SFT and GRPO steps on a tiny dataset, RecBole model selection and resume: on a tiny random-weight LLM
+(plumbing), and on the default model in the tests marked slow."""
 import glob
 import json
 import os
@@ -40,17 +41,21 @@ def adapter_weights(folder):
     return load_file(os.path.join(folder, "adapter_model.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def trained_run(tiny_data_path, default_llm_dir, tmp_path_factory):
+@pytest.fixture(
+    scope="module", params=["tiny_llm_dir", pytest.param("default_llm_dir", marks=pytest.mark.slow)], ids=["tiny-llm", "smollm2-135m"]
+)
+def trained_run(request, tiny_data_path, tmp_path_factory):
+    """SFT then GRPO, 2 steps each, with ``llm_path`` the tiny LLM, or the default model (slow):
+    (run_recbole's result, the run folder, the checkpoint folder, llm_path)."""
+    llm_dir = request.getfixturevalue(request.param)
     saved = str(tmp_path_factory.mktemp("saved"))
-    result = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved})
+    result = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved, "llm_path": llm_dir})
     (run_dir,) = glob.glob(os.path.join(saved, "MLLMRecR1-tiny-*"))
-    return result, run_dir, saved
+    return result, run_dir, saved, llm_dir
 
 
-@pytest.mark.slow
 def test_sft_and_grpo_change_the_lora_weights(trained_run):
-    _, run_dir, _ = trained_run
+    _, run_dir, _, _ = trained_run
     zero_shot = adapter_weights(os.path.join(run_dir, "zero-shot", "best_adapter"))
     assert all(torch.count_nonzero(w) == 0 for name, w in zero_shot.items() if "lora_B" in name)  # identity adapter
     for stage in ("sft", "grpo"):
@@ -59,9 +64,8 @@ def test_sft_and_grpo_change_the_lora_weights(trained_run):
         assert any(not torch.equal(trained[name], zero_shot[name]) for name in zero_shot if "lora_B" in name), stage
 
 
-@pytest.mark.slow
 def test_stage_results_history_and_plot(trained_run):
-    result, run_dir, _ = trained_run
+    result, run_dir, _, _ = trained_run
     assert list(result["stage_results"]) == ["zero-shot", "sft", "grpo"]
     assert all("ndcg@5" in metrics for metrics in result["stage_results"].values())
     with open(os.path.join(run_dir, "history.jsonl")) as file:
@@ -73,27 +77,25 @@ def test_stage_results_history_and_plot(trained_run):
     assert os.path.getsize(os.path.join(run_dir, "reward_vs_valid.png")) > 5000
 
 
-@pytest.mark.slow
-def test_best_adapter_loads_with_peft_and_scores_like_the_tested_model(trained_run, default_llm_dir):
+def test_best_adapter_loads_with_peft_and_scores_like_the_tested_model(trained_run):
     from transformers import AutoModelForCausalLM
 
-    _, run_dir, _ = trained_run
-    base = AutoModelForCausalLM.from_pretrained(default_llm_dir)
+    _, run_dir, _, llm_dir = trained_run
+    base = AutoModelForCausalLM.from_pretrained(llm_dir)
     model = PeftModel.from_pretrained(base, os.path.join(run_dir, "best_adapter"))
     with open(os.path.join(run_dir, "progress.json")) as file:
         best_score, best_stage, _, _ = json.load(file)["best"]
     assert best_stage in ("zero-shot", "sft", "grpo") and model.peft_config["default"].r == 16
 
 
-@pytest.mark.slow
 def test_rerunning_resumes_finished_stages_without_training(trained_run, tiny_data_path, monkeypatch):
     from recbole_mllmr1.training import stages
 
-    result, run_dir, saved = trained_run
+    result, run_dir, saved, llm_dir = trained_run
     calls = []
     monkeypatch.setattr(stages, "run_sft", lambda *args, **kwargs: calls.append("sft"))
     monkeypatch.setattr(stages, "run_grpo", lambda *args, **kwargs: calls.append("grpo"))
-    again = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved})
+    again = run_recbole("MLLMRecR1", "tiny", config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved, "llm_path": llm_dir})
     assert calls == []
     assert again["best_valid_score"] == result["best_valid_score"]
     assert again["test_result"] == result["test_result"]
@@ -120,12 +122,12 @@ def test_trl_configs_carry_every_setting_explicitly():
     assert sft.learning_rate == config["sft_learning_rate"] and sft.completion_only_loss and not sft.bf16
 
 
-def test_lora_last_layers_puts_adapters_in_the_top_layers_only(default_llm_dir):
+def test_lora_last_layers_puts_adapters_in_the_top_layers_only(tiny_llm_dir):
     from peft import get_peft_model
 
     from recbole_mllmr1.llm import load_causal_lm
 
-    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "lora_last_layers": 2})
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "lora_last_layers": 2, "llm_path": tiny_llm_dir})
     llm = load_causal_lm(config["llm_path"], "cpu")
     layers = llm.config.num_hidden_layers
     adapted = get_peft_model(llm, settings.lora_config(config, layers))
@@ -137,12 +139,11 @@ def test_lora_last_layers_puts_adapters_in_the_top_layers_only(default_llm_dir):
         settings.lora_config(config, layers)
 
 
-@pytest.mark.slow
 def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, tiny_data_path):
     from recbole_mllmr1.cli import main as cli_main
     from recbole_mllmr1.recommend import recommend
 
-    _, run_dir, _ = trained_run
+    _, run_dir, _, _ = trained_run
     result = recommend(run_dir, "u3", data_path=tiny_data_path)
     assert 0 < len(result["history"]) <= 10 and len(result["candidates"]) == 20
     history_tokens = {token for token, _ in result["history"]}
