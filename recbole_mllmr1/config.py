@@ -34,16 +34,21 @@ class Config(RecBoleConfig):
     ``<dataset>.yaml`` that a dataset converter wrote next to the atomic files) <
     config files < config dict < command line.
 
-    Every key of the config files and the config dict, and of the command line when it is
-    ``run_recbole``'s own (``command_line=True``), must be a key RecBole or the plugin reads
-    (:mod:`recbole_mllmr1.known_keys`): a misspelled key stops the run instead of being ignored.
-    RecBole reads the command line of any process, e.g. pytest's flags, hence the switch.
+    The command line (``--key=value``) is read only when it is this run's own
+    (``command_line=True``: ``run_recbole``). RecBole reads the ``sys.argv`` of any process, where
+    pytest's ``--durations=10`` or ``compare``'s options would become config keys and be saved
+    with a run. Every key of the config files, the config dict and that command line must be a
+    key RecBole or the plugin reads (:mod:`recbole_mllmr1.known_keys`): a misspelled key stops
+    the run instead of being ignored.
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=False):
         self._config_files = list(config_file_list or [])
         self._command_line_is_config = command_line
         super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self):
+        return super()._load_cmd_line() if self._command_line_is_config else {}
 
     def _merge_external_config_dict(self):
         super()._merge_external_config_dict()
@@ -53,8 +58,7 @@ class Config(RecBoleConfig):
             with open(path, encoding="utf-8") as file:
                 check_known_keys(yaml.load(file, Loader=self.yaml_loader) or {}, f"config file {path}")
         check_known_keys(self.variable_config_dict, "the config dict")
-        if self._command_line_is_config:
-            check_known_keys(self.cmd_config_dict, "the command line")
+        check_known_keys(self.cmd_config_dict, "the command line")
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

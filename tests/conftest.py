@@ -9,7 +9,6 @@ import importlib.util
 import os
 import random
 import shutil
-import sys
 
 import pytest
 
@@ -58,16 +57,6 @@ TINY_CONFIG = {
     "show_progress": False,
     "state": "WARNING",
 }
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_pytest_arguments_for_recbole():
-    """RecBole's Config reads ``sys.argv`` as ``--key=value`` settings; in-process runs must not take pytest's own
-    (``--durations=25`` would become a config key, and a saved run config would carry it)."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    yield
-    sys.argv = saved
 
 
 @pytest.fixture(scope="session")

@@ -45,21 +45,22 @@ def _config_in_a_process(argv, command_line):
     code = (
         f"import sys; sys.argv = {argv!r};"
         "from recbole_mllmr1.config import Config;"
-        f"Config(model='SASRec', dataset='ml-100k', command_line={command_line});"
-        "print('built')"
+        f"config = Config(model='SASRec', dataset='ml-100k', command_line={command_line});"
+        "print('built', config['durations'])"
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
 
 
-def test_the_command_line_is_checked_only_when_it_is_run_recbole_s_own():
+def test_the_command_line_is_read_and_checked_only_when_it_is_run_recbole_s_own():
     misspelled = ["run_recbole", "--model=SASRec", "--stage=[]"]
     checked = _config_in_a_process(misspelled, command_line=True)
     assert checked.returncode != 0 and "unknown key [stage] in the command line; did you mean [stages]?" in checked.stderr
     # run_recbole's own --config_files reaches RecBole's command-line reader too.
     with_files = ["run_recbole", "--model=SASRec", f"--config_files={properties_path('quick_start_config', 'main_cpu.yaml')}"]
-    assert _config_in_a_process(with_files, command_line=True).stdout.strip() == "built"
-    # Another program's flags (pytest's --durations=10, say) are not config keys.
-    assert _config_in_a_process(["pytest", "--durations=10"], command_line=False).stdout.strip() == "built"
+    assert _config_in_a_process(with_files, command_line=True).stdout.strip() == "built None"
+    # Another program's flags (pytest's --durations=10, say) are not read at all.
+    assert _config_in_a_process(["pytest", "--durations=10"], command_line=False).stdout.strip() == "built None"
+    assert _config_in_a_process(["run_recbole", "--durations=10"], command_line=True).returncode != 0
 
 
 def test_run_recbole_stops_on_a_misspelled_key_before_any_data_loads(tmp_path):

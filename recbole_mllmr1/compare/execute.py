@@ -2,9 +2,7 @@
 import gc
 import os
 import shutil
-import sys
 import traceback
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import numpy as np
@@ -23,17 +21,6 @@ from .rows import LLM_MODEL, RETRIEVER_MODEL
 def _count_parameters(model):
     parameters = list(model.parameters())
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-
-
-@contextmanager
-def _recbole_reads_no_command_line():
-    """RecBole's Config also reads ``--key=value`` from sys.argv, which here holds compare's own options."""
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        yield
-    finally:
-        sys.argv = argv
 
 
 def execute_run(spec, settings):
@@ -69,15 +56,14 @@ def execute_run(spec, settings):
             if retriever_record is None or retriever_record["error"]:
                 raise RuntimeError(f"the retriever {spec.retriever.model} failed for seed {spec.seed}: see its row.")
             record["retriever_finished_at"] = retriever_record["finished_at"]
-        with _recbole_reads_no_command_line():
-            result = run_recbole(
-                model=spec.model,
-                dataset=settings.dataset,
-                config_file_list=spec.config_files,
-                config_dict={**spec.config_dict, "checkpoint_dir": spec.run_dir},
-                saved=True,
-                trainer_hook=keep_per_user_metrics,
-            )
+        result = run_recbole(
+            model=spec.model,
+            dataset=settings.dataset,
+            config_file_list=spec.config_files,
+            config_dict={**spec.config_dict, "checkpoint_dir": spec.run_dir},
+            saved=True,
+            trainer_hook=keep_per_user_metrics,
+        )
         trainer = trainers[0]
         evaluations = per_user_test_evaluations(trainer, result["test_result"])
         for name, (user_ids, per_user) in evaluations.items():

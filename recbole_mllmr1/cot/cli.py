@@ -2,7 +2,7 @@
 
 It loads the dataset and MLLMRecR1 through ``run_recbole``'s ``prepare_run`` (same config precedence),
 so ``sft_data: mixed`` in a later run finds the file ready in ``cot_cache_dir``. Flags
-override the yaml; other keys go through ``--config_files`` or RecBole's ``--key=value``.
+override the yaml; other keys go through ``--config_files``.
 """
 import logging
 
