@@ -54,14 +54,23 @@ def trained_run(request, tiny_data_path, tmp_path_factory):
     return result, run_dir, saved, llm_dir
 
 
-def test_sft_and_grpo_change_the_lora_weights(trained_run):
+def _last_checkpoint(run_dir, stage):
+    return adapter_weights(max(glob.glob(os.path.join(run_dir, stage, "checkpoint-*")), key=os.path.getmtime))
+
+
+def test_sft_changes_the_lora_weights_and_grpo_exactly_when_its_rewards_differ(trained_run):
     _, run_dir, _, _ = trained_run
     zero_shot = adapter_weights(os.path.join(run_dir, "zero-shot", "best_adapter"))
     assert all(torch.count_nonzero(w) == 0 for name, w in zero_shot.items() if "lora_B" in name)  # identity adapter
-    for stage in ("sft", "grpo"):
-        checkpoint = max(glob.glob(os.path.join(run_dir, stage, "checkpoint-*")), key=os.path.getmtime)
-        trained = adapter_weights(checkpoint)
-        assert any(not torch.equal(trained[name], zero_shot[name]) for name in zero_shot if "lora_B" in name), stage
+    sft = _last_checkpoint(run_dir, "sft")
+    assert any(not torch.equal(sft[name], zero_shot[name]) for name in zero_shot if "lora_B" in name)
+    # GRPO starts from SFT's best adapter. With beta 0 and no weight decay, a step whose groups all got
+    # equal rewards has zero advantages and no gradient: the adapter moves iff some group's rewards differed.
+    with open(os.path.join(run_dir, "history.jsonl")) as file:
+        grpo_steps = [r for r in map(json.loads, file) if r["stage"] == "grpo" and r["kind"] == "train"]
+    signal = any(r["frac_reward_zero_std"] < 1 for r in grpo_steps)
+    sft_best, grpo = adapter_weights(os.path.join(run_dir, "sft", "best_adapter")), _last_checkpoint(run_dir, "grpo")
+    assert any(not torch.equal(grpo[name], sft_best[name]) for name in sft_best) == signal
 
 
 def test_stage_results_history_and_plot(trained_run):
