@@ -1,13 +1,16 @@
-"""Scorer throughput: MLLMRecR1's shared-prompt title scorer against a naive per-candidate `generate`.
+"""Scorer throughput and FLOP utilisation: the title scorer one prompt at a time against packed prompts.
 
-    python benchmarks/bench_eval.py [--throughput-users 10]
+    python benchmarks/bench_eval.py [--users 40] [--max-history 5] [--threads 2] [--tokens-per-forward N]
 
-Users/s of the scorer that runs each prompt once and scores every candidate's title on its
-shared key/value cache, against a
-naive scorer that calls `generate` once per candidate (yes/no), on the same users, each in its
-own process so peak RSS is its own. Ranking quality against SASRec and the random floor (uni9,
-uni19, full) comes from `benchmarks/bench_compare.py`, which runs every row through one protocol.
-Writes benchmarks/results/eval.md and .csv.
+The same ml-100k uni9 requests (the test positive and 9 random items per user, zero-shot, no
+image text unless --image-text) are scored twice, each path in its own process so that its peak
+RSS is its own: one prompt per forward (the prefix alone, then its titles on its repeated cache,
+full-vocabulary logits at every title position; the scorer before batching and the reference of
+tests/test_scoring_batched.py), and packed prompts (many prompts per forward, the LM head only
+where a title token is read). The same run measures the fp32 matmul limit of this machine at the
+model's layer shapes with the same threads; achieved GFLOP/s counts 2 x non-embedding parameters
+x tokens (prompt + title tokens), the work both paths must do. The two paths' scores are compared
+(largest log-probability difference, identical ranks). Writes eval.md and eval.csv to --results.
 """
 import argparse
 import csv
@@ -19,82 +22,168 @@ import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ONE_PROMPT, PACKED = "one prompt per forward (before)", "packed prompts (after)"
 
 
-def _throughput(method, n_users, queue):
+def _score(path, args, queue):
     import numpy as np
     import torch
 
+    torch.set_num_threads(args.threads)
     import recbole_mllmr1  # noqa: F401
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.scoring import TitleScorer
 
-    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"stages": [], "state": "WARNING"})
+    config = Config(
+        model="MLLMRecR1",
+        dataset="ml-100k",
+        config_dict={"stages": [], "state": "WARNING", "max_history": args.max_history, "use_image_text": args.image_text},
+    )
     model, _, _, test_data = prepare_run(config)
+    model.eval()
     features = test_data._dataset.inter_feat
     rng = np.random.default_rng(0)
     requests = []
-    for row in range(n_users):
+    for row in range(args.users + 1):
         history = model.history(features[model.ITEM_SEQ][row], features[model.ITEM_SEQ_LEN][row])
         candidates = [int(features[model.ITEM_ID][row])] + rng.choice(np.arange(1, model.n_items), 9, replace=False).tolist()
         requests.append((int(features[model.USER_ID][row]), history, candidates))
+    llm = model.language_model
+    scorer = TitleScorer(llm, model.tokenizer)
+    if args.tokens_per_forward:
+        scorer.tokens_per_forward = args.tokens_per_forward
+    scored = []
+
+    def title_log_probs(prompts, candidate_titles):
+        scored.extend(zip(prompts, candidate_titles))
+        if path == PACKED:
+            return scorer.log_probs(prompts, candidate_titles)
+        with torch.no_grad():
+            return [scorer.candidate_log_probs(prompt, titles) for prompt, titles in zip(prompts, candidate_titles)]
+
+    model.title_log_probs = title_log_probs  # every prompt the model scores comes through here
+    model.candidate_log_probs(requests[:1])  # warm-up: first-call allocations and kernel selection
+    del scored[:]
     start = time.perf_counter()
-    if method == "one prompt pass per user":
-        model.candidate_log_probs(requests)
-    else:
-        yes = model.tokenizer(" yes", add_special_tokens=False)["input_ids"][0]
-        for _, history, candidates in requests:
-            for item in candidates:
-                messages = model.messages(history, [item])
-                messages[-1]["content"] += " Answer yes or no."
-                text = model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                batch = model.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-                with torch.no_grad():
-                    out = model.language_model.generate(**batch, max_new_tokens=8, do_sample=False, output_scores=True,
-                                             return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
-                torch.log_softmax(out.scores[0][0], -1)[yes].item()
+    results = model.candidate_log_probs(requests[1:])
     seconds = time.perf_counter() - start
-    queue.put({"method": method, "users": n_users, "seconds": seconds, "users_per_s": n_users / seconds,
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+    tokens = 0
+    for prompt, titles in scored:
+        prefix, continuations, _ = scorer.answer_ids(prompt, titles)
+        tokens += len(prefix) + sum(len(c) for c in continuations)
+    embeddings = {id(llm.get_input_embeddings().weight), id(llm.get_output_embeddings().weight)}
+    params = sum(p.numel() for p in llm.parameters() if id(p) not in embeddings)
+    queue.put({"path": path, "users": args.users, "seconds": seconds, "users_per_s": args.users / seconds,
+               "tokens": tokens, "non_embedding_params": params, "gflops": 2 * params * tokens / seconds / 1e9,
+               "tokens_per_forward": scorer.tokens_per_forward if path == PACKED else "",
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "shapes": (llm.config.hidden_size, llm.config.intermediate_size),
+               "scores": [(log_probs.tolist(), order.tolist()) for log_probs, order in results]})
 
 
-def throughput_rows(n_users):
+def _run(path, args):
     context = multiprocessing.get_context("spawn")
-    rows = []
-    for method in ("one prompt pass per user", "naive generate per candidate"):
-        queue = context.Queue()
-        process = context.Process(target=_throughput, args=(method, n_users, queue))
-        process.start()
-        rows.append(queue.get())
-        process.join()
-    rows[0]["speedup"] = rows[0]["users_per_s"] / rows[1]["users_per_s"]
-    rows[1]["speedup"] = 1.0
-    return rows
+    queue = context.Queue()
+    process = context.Process(target=_score, args=(path, args, queue))
+    process.start()
+    row = queue.get()
+    process.join()
+    return row
 
 
-def write(throughput, args):
-    os.makedirs(RESULTS, exist_ok=True)
-    machine = f"{os.cpu_count()}-core {platform.machine()} CPU, {platform.python_version()}"
-    lines = [f"# Scorer throughput benchmark\n\nCommand: `python benchmarks/bench_eval.py {' '.join(sys.argv[1:])}`; machine: {machine}.\n",
-             f"## Scorer throughput ({args.throughput_users} users, uni9: 10 candidates each)\n",
-             "| method | users/s | speed-up | peak RSS MiB |", "|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['users_per_s']:.3f} | {r['speedup']:.1f}x | {r['peak_rss_mib']:.0f} |" for r in throughput]
+def matmul_limits(shapes, rows, threads, seconds=2.0):
+    """Best fp32 GFLOP/s of ``rows x k @ k x n`` for the model's MLP and attention projections."""
+    import torch
+
+    torch.set_num_threads(threads)
+    hidden, intermediate = shapes
+    limits = []
+    for m in rows:
+        for k, n in ((hidden, intermediate), (intermediate, hidden), (hidden, hidden)):
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            for _ in range(3):
+                a @ b
+            repeats, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 6:
+                a @ b
+                repeats += 1
+            limits.append({"shape": f"{m}x{k} @ {k}x{n}", "gflops": 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9})
+    return limits
+
+
+def agreement(before, after):
+    """Largest log-probability difference and whether every user's ranking is the same."""
+    import numpy as np
+
+    from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import strict_rank_scores
+
+    largest, same_ranks = 0.0, True
+    for (old, order), (new, _) in zip(before["scores"], after["scores"]):
+        largest = max(largest, float(np.max(np.abs(np.subtract(old, new)))))
+        same_ranks &= bool(np.array_equal(strict_rank_scores(old, np.array(order)), strict_rank_scores(new, np.array(order))))
+    return largest, same_ranks
+
+
+def write(rows, limits, args):
+    limit = max(entry["gflops"] for entry in limits)
+    for row in rows:
+        row["limit_gflops"] = limit
+        row["utilisation"] = row["gflops"] / limit
+    largest, same_ranks = agreement(*rows)
+    machine = f"{os.cpu_count()}-core {platform.machine()} CPU, {args.threads} torch threads, Python {platform.python_version()}"
+    lines = [
+        "# Scorer throughput and FLOP utilisation\n",
+        f"Command: `python benchmarks/bench_eval.py {' '.join(sys.argv[1:])}`; machine: {machine}.\n",
+        f"ml-100k, {args.users} users, uni9 (10 candidates each), max_history {args.max_history}, "
+        f"{'with' if args.image_text else 'no'} image text, zero-shot; {rows[0]['non_embedding_params'] / 1e6:.1f}M "
+        f"non-embedding parameters, {rows[0]['tokens']} prompt + title tokens.\n",
+        "## fp32 matmul limit (torch, same threads, same run)\n",
+        "| shape | GFLOP/s |", "|---|---|",
+    ]
+    lines += [f"| {entry['shape']} | {entry['gflops']:.0f} |" for entry in limits]
+    def per_forward(row):
+        return f", <= {row['tokens_per_forward']} tokens per forward" if row["tokens_per_forward"] else ""
+
+    lines += [
+        f"\nLimit: the best of these, {limit:.0f} GFLOP/s.\n",
+        "## Scoring\n",
+        "| path | users/s | seconds | GFLOP/s | of limit | peak RSS MiB |", "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['path']}{per_forward(r)} | {r['users_per_s']:.2f} | {r['seconds']:.1f} | {r['gflops']:.0f} | {r['utilisation']:.0%} | {r['peak_rss_mib']:.0f} |"
+        for r in rows
+    ]
+    lines += [
+        f"\nSpeed-up: {rows[1]['users_per_s'] / rows[0]['users_per_s']:.2f}x. Agreement: largest log-probability "
+        f"difference {largest:.2e}, ranks {'identical' if same_ranks else 'DIFFERENT'} for every user.",
+    ]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(RESULTS, "eval.md"), "w") as file:
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "eval.md"), "w") as file:
         file.write(text)
-    with open(os.path.join(RESULTS, "eval.csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=["method", "users", "seconds", "users_per_s", "speedup", "peak_rss_mib"], extrasaction="ignore")
+    fields = ["path", "users", "seconds", "users_per_s", "tokens", "gflops", "limit_gflops", "utilisation", "tokens_per_forward", "peak_rss_mib"]
+    with open(os.path.join(args.results, "eval.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(throughput)
+        writer.writerows(rows)
     print(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--throughput-users", type=int, default=10)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--max-history", type=int, default=5)
+    parser.add_argument("--image-text", action="store_true", help="list each item's image description (textualized first)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens-per-forward", type=int, default=None, help="the packed path's batch size (default: the scorer's)")
+    parser.add_argument("--results", default=RESULTS, help="folder for eval.md and eval.csv")
     args = parser.parse_args()
-    throughput = throughput_rows(args.throughput_users)
-    write(throughput, args)
+    rows = [_run(path, args) for path in (ONE_PROMPT, PACKED)]
+    rows_per_forward = rows[1]["tokens_per_forward"]
+    limits = matmul_limits(rows[0]["shapes"], sorted({400, rows_per_forward}), args.threads)
+    write(rows, limits, args)
 
 
 if __name__ == "__main__":
