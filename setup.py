@@ -36,7 +36,8 @@ setup(
     install_requires=[
         "recbole==1.2.1",
         "torch>=2.2",
-        "transformers>=4.56",
+        # 5.24: logits_to_keep takes a [batch, length] mask (the title scorer reads logits only where a title token is).
+        "transformers>=5.24",
         "trl>=0.23",
         "peft>=0.17",
         "accelerate>=1.0",
