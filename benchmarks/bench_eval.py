@@ -30,8 +30,8 @@ def _score(path, args, queue):
     import torch
 
     torch.set_num_threads(args.threads)
-    import recbole_mllmr1  # noqa: F401
     from recbole_mllmr1.config import Config
+    from recbole_mllmr1.listing import listing_order
     from recbole_mllmr1.quick_start import prepare_run
     from recbole_mllmr1.scoring import TitleScorer
 
@@ -44,31 +44,39 @@ def _score(path, args, queue):
     model.eval()
     features = test_data._dataset.inter_feat
     rng = np.random.default_rng(0)
-    requests = []
+    # Each user's prompt as the model builds it (uni9: one prompt, its candidates in the seeded listing order).
+    prompts, titles, orders = [], [], []
     for row in range(args.users + 1):
         history = model.history(features[model.ITEM_SEQ][row], features[model.ITEM_SEQ_LEN][row])
         candidates = [int(features[model.ITEM_ID][row])] + rng.choice(np.arange(1, model.n_items), 9, replace=False).tolist()
-        requests.append((int(features[model.USER_ID][row]), history, candidates))
+        order = listing_order(config["seed"], int(features[model.USER_ID][row]), candidates)
+        listed = [candidates[j] for j in order]
+        prompts.append(model.prompt(history, listed))
+        titles.append([model.item_title(item) for item in listed])
+        orders.append(order)
     llm = model.language_model
     scorer = TitleScorer(llm, model.tokenizer)
     if args.tokens_per_forward:
         scorer.tokens_per_forward = args.tokens_per_forward
-    scored = []
 
-    def title_log_probs(prompts, candidate_titles):
-        scored.extend(zip(prompts, candidate_titles))
+    def score(prompts, titles):
         if path == PACKED:
-            return scorer.log_probs(prompts, candidate_titles)
+            return scorer.log_probs(prompts, titles)
         with torch.no_grad():
-            return [scorer.candidate_log_probs(prompt, titles) for prompt, titles in zip(prompts, candidate_titles)]
+            return [scorer.candidate_log_probs(prompt, candidate_titles) for prompt, candidate_titles in zip(prompts, titles)]
 
-    model.title_log_probs = title_log_probs  # every prompt the model scores comes through here
-    model.candidate_log_probs(requests[:1])  # warm-up: first-call allocations and kernel selection
-    del scored[:]
+    score(prompts[:1], titles[:1])  # warm-up: first-call allocations and kernel selection
     start = time.perf_counter()
-    results = model.candidate_log_probs(requests[1:])
+    listed_log_probs = score(prompts[1:], titles[1:])
     seconds = time.perf_counter() - start
+    # Back to each user's candidate order (positive first), as predict reads them.
+    results = []
+    for log_probs, order in zip(listed_log_probs, orders[1:]):
+        in_candidate_order = np.empty(len(order))
+        in_candidate_order[order] = log_probs.double().numpy()
+        results.append((in_candidate_order, order))
 
+    scored = list(zip(prompts[1:], titles[1:]))
     tokens = 0
     for prompt, titles in scored:
         prefix, continuations, _ = scorer.answer_ids(prompt, titles)
