@@ -2,8 +2,6 @@
 import os
 from importlib import resources
 
-import yaml
-
 from recbole.config.configurator import Config as RecBoleConfig
 
 from recbole_mllmr1 import compat
@@ -43,9 +41,13 @@ class Config(RecBoleConfig):
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=False):
-        self._config_files = list(config_file_list or [])
         self._command_line_is_config = command_line
         super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_config_files(self, file_list):
+        # RecBole's own loader, one file at a time: each file's keys are checked under its name.
+        self._keys_per_file = {path: super(Config, self)._load_config_files([path]) for path in file_list or []}
+        return {key: value for keys in self._keys_per_file.values() for key, value in keys.items()}
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._command_line_is_config else {}
@@ -54,9 +56,8 @@ class Config(RecBoleConfig):
         super()._merge_external_config_dict()
         if self.external_config_dict.get(OPT_OUT):
             return
-        for path in self._config_files:
-            with open(path, encoding="utf-8") as file:
-                check_known_keys(yaml.load(file, Loader=self.yaml_loader) or {}, f"config file {path}")
+        for path, keys in self._keys_per_file.items():
+            check_known_keys(keys, f"config file {path}")
         check_known_keys(self.variable_config_dict, "the config dict")
         check_known_keys(self.cmd_config_dict, "the command line")
 
