@@ -40,6 +40,7 @@ LAYERS = (
             "recbole_mllmr1.prompts",
             "recbole_mllmr1.scoring",
             "recbole_mllmr1.llm",
+            "recbole_mllmr1.item_tokens",
             "recbole_mllmr1.jsonl_store",
             "recbole_mllmr1.json_files",
             "recbole_mllmr1.per_user_metrics",
