@@ -50,15 +50,16 @@ class ItemTexts:
         """The item's title as prompts list it and answers name it."""
         return self.titles[item_id] or "(untitled)"
 
-    def text(self, item_id, with_image=True):
-        """``title (meta) | image: description`` for one internal item id."""
-        text = self.title(item_id)
+    def text(self, item_id, with_image=True, after_title=""):
+        """``title (meta) | image: description`` for one internal item id; ``after_title`` (e.g. the
+        item's hybrid token) follows the title, separated by a space."""
+        text = self.title(item_id) + (f" {after_title}" if after_title else "")
         if self.meta[item_id]:
             text += f" ({self.meta[item_id]})"
         if with_image and self.image_texts[item_id]:
             text += f" | image: {self.image_texts[item_id]}"
         return text
 
-    def entry(self, item_id, with_image=True):
+    def entry(self, item_id, with_image=True, after_title=""):
         """``(external item token, text)`` as the prompt builders take it."""
-        return self.item_tokens[item_id], self.text(item_id, with_image)
+        return self.item_tokens[item_id], self.text(item_id, with_image, after_title)

@@ -6,6 +6,7 @@ plugin first, the FLOPs count is skipped (it deep-copies the model, an LLM here)
 imported: it imports ray, which is broken on numpy 2.
 """
 import argparse
+import os
 import sys
 import time
 from logging import getLogger
@@ -19,6 +20,8 @@ from recbole.utils import ModelType, get_environment, init_logger, init_seed, se
 
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.hooks import attach_image_texts
+from recbole_mllmr1.json_files import write_json_atomically
+from recbole_mllmr1.sequential_model import cached_checkpoint_path, load_sequential_model, sequential_config_dict
 from recbole_mllmr1.settings import check_settings
 from recbole_mllmr1.trainer import get_trainer
 from recbole_mllmr1.utils import get_model
@@ -68,9 +71,11 @@ def prepare_run(config):
 
     The settings are checked first: a wrong value fails before any data or LLM loads. This is
     the one way the package builds a config's data and model (``run_recbole``, ``build-cot``
-    and ``recommend`` all come here); for MLLMRecR1 the textualize stage runs just before it.
+    and ``recommend`` all come here); for MLLMRecR1 the sequential model is trained (or read
+    from its cache) and the textualize stage runs just before the model is built.
     """
     check_settings(config)
+    sequential_checkpoint = ensure_sequential_model(config) if config["model"] == "MLLMRecR1" else None
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
@@ -78,8 +83,71 @@ def prepare_run(config):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     if config["model"] == "MLLMRecR1":
         attach_image_texts(config, train_data._dataset)
+        train_data._dataset.sequential_model = (
+            load_sequential_model(sequential_checkpoint, config, train_data._dataset) if sequential_checkpoint else None
+        )
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return model, train_data, valid_data, test_data
+
+
+def ensure_sequential_model(config):
+    """The checkpoint of MLLMRecR1's sequential model: ``retriever_checkpoint``, or the run's own
+    training of ``sequential_model`` (cached; trained here with RecBole's early stopping when
+    missing). None when ``sequential_model`` is ~."""
+    if config["retriever_checkpoint"]:
+        return config["retriever_checkpoint"]
+    if not config["sequential_model"]:
+        return None
+    logger = getLogger()
+    target = cached_checkpoint_path(config)
+    if os.path.isfile(target):
+        logger.info(set_color("Sequential model", "green") + f": reusing {target}")
+        return target
+    name = config["sequential_model"]
+    logger.info(set_color("Sequential model", "green") + f": training {name} on RecBole's split of [{config['dataset']}] -> {target}")
+    scratch = os.path.join(os.path.dirname(target), "in-progress")
+    sequential_config = Config(
+        model=name, dataset=config["dataset"], config_dict={**sequential_config_dict(config), "checkpoint_dir": scratch}
+    )
+    result, trainer = train_and_test(sequential_config)
+    os.replace(trainer.saved_model_file, target)  # atomic: a crash leaves no half-written checkpoint
+    write_json_atomically(
+        os.path.splitext(target)[0] + ".json",
+        {key: result[key] for key in ("best_valid_result", "test_result", "train_time_s")},
+        indent=1,
+    )
+    logger.info(set_color(f"Sequential model {name}", "green") + f": test {dict(result['test_result'])}")
+    return target
+
+
+def train_and_test(config, saved=True, trainer_hook=None):
+    """Build, train (with RecBole's early stopping) and test ``config``'s model; returns ``(result, trainer)``."""
+    model, train_data, valid_data, test_data = prepare_run(config)
+    getLogger().info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    fit_start = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    train_time = time.perf_counter() - fit_start
+    # RecBole draws sampled-evaluation negatives from numpy's global RNG while it iterates,
+    # after training has used an amount of it that depends on the model: reseed so that
+    # every model of a seed is tested on the same candidates.
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    test_start = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "eval_user_sample": config["eval_user_sample"],
+        "train_time_s": train_time,
+        "test_time_s": time.perf_counter() - test_start,
+        "stage_results": getattr(trainer, "stage_results", None),
+        "fusion_weights": getattr(trainer, "fusion_weights", None),
+    }
+    return result, trainer
 
 
 def run_recbole(
@@ -100,50 +168,27 @@ def run_recbole(
     logger.info(sys.argv)
     logger.info(config)
 
-    model, train_data, valid_data, test_data = prepare_run(config)
-    logger.info(model)
-
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    if trainer_hook is not None:
-        trainer_hook(trainer)
-    fit_start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    train_time = time.perf_counter() - fit_start
-    # RecBole draws sampled-evaluation negatives from numpy's global RNG while it iterates,
-    # after training has used an amount of it that depends on the model: reseed so that
-    # every model of a seed is tested on the same candidates.
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    test_start = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    test_time = time.perf_counter() - test_start
-
-    stage_results = getattr(trainer, "stage_results", None)
-    if stage_results:
-        logger.info(set_color("test result per stage", "yellow") + "\n" + stage_table(stage_results))
+    result, _ = train_and_test(config, saved=saved, trainer_hook=trainer_hook)
+    if result["stage_results"]:
+        logger.info(set_color("test result per stage", "yellow") + "\n" + stage_table(result["stage_results"], result["fusion_weights"]))
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     sampled = f" (sampled: {config['eval_user_sample']} users)" if config["eval_user_sample"] else ""
-    logger.info(set_color("best valid ", "yellow") + f"{sampled}: {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f"{sampled}: {test_result}")
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "eval_user_sample": config["eval_user_sample"],
-        "train_time_s": train_time,
-        "test_time_s": test_time,
-        "stage_results": stage_results,
-    }
+    logger.info(set_color("best valid ", "yellow") + f"{sampled}: {result['best_valid_result']}")
+    logger.info(set_color("test result", "yellow") + f"{sampled}: {result['test_result']}")
+    return result
 
 
-def stage_table(stage_results, metrics=("hit@1", "hit@5", "ndcg@5", "mrr@10")):
-    """A markdown table: one row per training stage, one column per metric."""
-    lines = ["| stage | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+def stage_table(stage_results, fusion_weights=None, metrics=("hit@1", "hit@5", "ndcg@5", "mrr@10")):
+    """A markdown table: one row per training stage, one column per metric, and the fusion weight
+    each stage was tested with (the sequential model's share of the score; 0 = the LLM alone)."""
+    fusion_weights = fusion_weights or {}
+    lines = ["| stage | " + " | ".join(metrics) + " | fusion weight |", "|---" * (len(metrics) + 2) + "|"]
     for stage, result in stage_results.items():
-        lines.append(f"| {stage} | " + " | ".join(f"{result[m]:.4f}" for m in metrics) + " |")
+        weight = fusion_weights.get(stage)
+        lines.append(
+            f"| {stage} | " + " | ".join(f"{result[m]:.4f}" for m in metrics) + f" | {'-' if weight is None else f'{weight:g}'} |"
+        )
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ instead of after hours of training in the stage that reads it.
 """
 import os
 
+from recbole_mllmr1.sequential_model import check_checkpoint_matches, check_sequential_model_name, read_checkpoint
 from recbole_mllmr1.textualize.backends import BACKENDS
 from recbole_mllmr1.training.rewards import REWARDS
 from recbole_mllmr1.training.settings import check_grpo_batch
@@ -121,6 +122,36 @@ def names(allowed, ordered):
     return check
 
 
+def sequential_model_name(key, value):
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        _fail(key, value, "a RecBole sequential model name such as 'SASRec', or ~ (None on the command line) for none")
+    try:
+        check_sequential_model_name(value)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+
+
+def mapping(key, value):
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        _fail(key, value, "a dict of config keys to values, e.g. {epochs: 20}")
+
+
+def _is_weight(value):
+    return _is_number(value) and 0 <= value <= 1
+
+
+def weight_or_auto(key, value):
+    if value != "auto" and not _is_weight(value):
+        _fail(key, value, "'auto' or a number in [0, 1]")
+
+
+def weights(key, value):
+    if not isinstance(value, (list, tuple)) or not value or not all(_is_weight(v) for v in value):
+        _fail(key, value, "a non-empty list of numbers in [0, 1]")
+
+
 RULES = {
     "llm_path": text(),
     "llm_dtype": choice("auto", "float32", "bfloat16", "float16"),
@@ -136,8 +167,15 @@ RULES = {
     "textualize_cache_dir": text(optional=True, none_means="~/.cache/recbole_mllmr1/textualize"),
     "image_field": text(),
     "image_dir": text(optional=True, none_means="no image folder"),
+    "sequential_model": sequential_model_name,
+    "sequential_model_config": mapping,
+    "retriever_checkpoint": text(optional=True, none_means="training the sequential model in the run"),
+    "item_tokens": boolean,
+    "projector_hidden_size": integer(1, optional=True, none_means="the LLM's hidden size"),
+    "item_token_curriculum": number(0, 1),
+    "fusion_weight": weight_or_auto,
+    "fusion_grid": weights,
     "rerank_topk": integer(1),
-    "retriever_checkpoint": text(optional=True, none_means="item popularity"),
     "stages": names(STAGES, ordered=True),
     "train_samples": integer(1, optional=True, none_means="the whole training split"),
     "train_candidates": integer(2),
@@ -204,6 +242,28 @@ def check_settings(config):
         return
     if config["max_history"] > config["MAX_ITEM_LIST_LENGTH"]:
         _fail("max_history", config["max_history"], f"at most MAX_ITEM_LIST_LENGTH ({config['MAX_ITEM_LIST_LENGTH']}), the history RecBole keeps")
+    _check_grounding(config)
     if "grpo" in config["stages"]:
         # torchrun and `accelerate launch` set WORLD_SIZE; TRL trains on every process.
         check_grpo_batch(config, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def _check_grounding(config):
+    """Item tokens and fusion need a sequential model; a given checkpoint must be one of this dataset."""
+    grounded = {"item_tokens": config["item_tokens"], "fusion_weight": config["fusion_weight"] != 0}
+    if not (config["sequential_model"] or config["retriever_checkpoint"]):
+        for key, used in grounded.items():
+            if used:
+                _fail(key, config[key], "it reads the sequential model, and sequential_model is ~; set item_tokens: False and fusion_weight: 0 for a text-only model")
+    if config["retriever_checkpoint"]:
+        checkpoint_file = config["retriever_checkpoint"]
+        try:
+            check_checkpoint_matches(read_checkpoint(checkpoint_file), checkpoint_file, config)
+        except (FileNotFoundError, ValueError) as error:
+            raise SettingsError(str(error)) from None
+    if config["item_tokens"] and config["use_vllm"] and "grpo" in config["stages"]:
+        _fail(
+            "use_vllm", True,
+            "TRL's vLLM weight sync copies the LLM's own weights and cannot map the item-token projector, so vLLM "
+            "rollouts would see untrained item tokens; set use_vllm: False (or item_tokens: False) for grounded GRPO",
+        )

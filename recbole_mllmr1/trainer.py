@@ -3,6 +3,10 @@ import hashlib
 import json
 import logging
 import os
+import random
+from contextlib import contextmanager
+
+import numpy as np
 
 import torch
 import yaml
@@ -17,8 +21,13 @@ from recbole_mllmr1.json_files import write_json_atomically
 ZERO_SHOT = "zero-shot"
 # The run folder's record of the command's settings, from which `recommend` rebuilds the model.
 RUN_CONFIG = "run_config.json"
-# Keys that change how results are computed but not what is trained or selected.
-_NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state"}
+# Keys that change how results are computed but not what is trained or selected (the fusion
+# weight is chosen after training, on the trained adapters: one training serves both).
+_NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state", "fusion_weight", "fusion_grid", "rerank_topk"}
+# Suffixes of a stage's test rows scored by the LLM alone and by the sequential model alone
+# (fusion weights 0 and 1), next to its fused row: the same users and candidates.
+LLM_ALONE = " (LLM alone)"
+SEQUENTIAL_ALONE = " (sequential model alone)"
 
 
 def run_key(config):
@@ -56,6 +65,7 @@ class AdapterSelection:
         best_score, stalled, stop, improved = early_stopping(score, best, stalled, max_step=self.stopping_step, bigger=self.bigger)
         if improved:
             self._trainer.save_adapter(os.path.join(stage_dir, "best_adapter"))
+            self._trainer.best_validation_scores[stage] = self._trainer.last_validation_scores
         self._trainer.stage_best[stage] = (best_score, stalled)
         return stop
 
@@ -83,6 +93,9 @@ class MLLMRecR1Trainer(Trainer):
         self.stages = list(config["stages"] or [])
         self.run_dir = os.path.join(config["checkpoint_dir"], f"MLLMRecR1-{config['dataset']}-{run_key(config)}")
         self.history, self.stage_best, self.best, self.stage_results = [], {}, None, None
+        # The fusion weight each stage's best adapter is tested with (chosen on validation when 'auto'),
+        # and the LLM's validation scores of each stage's best adapter, from which it is chosen.
+        self.fusion_weights, self.best_validation_scores, self.last_validation_scores = {}, {}, None
         if self.stages:
             self._attach_lora()
             self._load_progress()
@@ -146,11 +159,28 @@ class MLLMRecR1Trainer(Trainer):
         set_peft_model_state_dict(self.model.language_model, load_file(os.path.join(folder, "adapter_model.safetensors")))
 
     # ---- RecBole's interface ----------------------------------------------------------
+    @contextmanager
+    def same_candidates(self):
+        """Inside, RecBole's sampled evaluation draws the same negatives every time (it draws them
+        from numpy's global RNG): every validation compares adapters and fusion weights on the same
+        candidates. The random states outside are restored, so training's randomness is untouched."""
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+
     def validate(self, stage, step, valid_data):
         """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``."""
         self.model.set_reasoning(self._reasons_after(stage))
+        self.model.set_fusion_weight(0.0)  # adapters are selected on the LLM's own scores
         was_training = self.model.language_model.training
-        score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
+        with self.same_candidates(), self.model.remembering_llm_scores() as llm_scores:
+            score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
+        self.last_validation_scores = llm_scores
         # RecBole's evaluate leaves the model in eval mode; TRL reads the mode to file its step metrics.
         self.model.language_model.train(was_training)
         self.record({"stage": stage, "step": step, "kind": "valid", "score": score, "result": dict(result)})
@@ -169,10 +199,13 @@ class MLLMRecR1Trainer(Trainer):
             if valid_data is None:
                 return -1, None
             self.best_valid_score, self.best_valid_result = self.validate(ZERO_SHOT, 0, valid_data)
+            self.best_validation_scores[ZERO_SHOT] = self.last_validation_scores
+            self.fusion_weights[ZERO_SHOT] = self.choose_fusion_weight(ZERO_SHOT, valid_data)
             return self.best_valid_score, self.best_valid_result
 
         if not any(r["stage"] == ZERO_SHOT and r["kind"] == "valid" for r in self.history):
             self.validate(ZERO_SHOT, 0, valid_data)
+            self.best_validation_scores[ZERO_SHOT] = self.last_validation_scores
             self.save_adapter(os.path.join(self.run_dir, ZERO_SHOT, "best_adapter"))
         selection = AdapterSelection(self, valid_data)
         for stage in self.stages:
@@ -188,10 +221,44 @@ class MLLMRecR1Trainer(Trainer):
             # The next stage continues from this stage's best adapter, as model selection chose it.
             self.load_adapter(os.path.join(stage_dir, "best_adapter"))
 
+        for stage in [ZERO_SHOT] + self.stages:
+            self.load_adapter(os.path.join(self.run_dir, stage, "best_adapter"))
+            self.model.set_reasoning(self._reasons_after(stage))
+            self.fusion_weights[stage] = self.choose_fusion_weight(stage, valid_data)
         if self.distributed.is_main_process:
             self._plot_curves()
         self.best_valid_score, _, _, self.best_valid_result = self.best
         return self.best_valid_score, self.best_valid_result
+
+    def choose_fusion_weight(self, stage, valid_data):
+        """The fusion weight ``stage``'s adapter is tested with: ``fusion_weight``, or with 'auto' the
+        weight of ``fusion_grid`` that scores best on RecBole's validation set.
+
+        Every weight is validated on the candidates of every validation, with the LLM's scores of
+        the stage's best adapter from its own validation (computed again only after a resume). A
+        tie goes to the smaller weight: the LLM keeps its say unless the sequential model does
+        better. The grid's scores go to the run's history.
+        """
+        setting = self.config["fusion_weight"]
+        if setting != "auto":
+            self.model.set_fusion_weight(setting)
+            return float(setting)
+        scores = {}
+        with self.model.remembering_llm_scores(self.best_validation_scores.get(stage)):
+            for weight in sorted(self.config["fusion_grid"]):
+                self.model.set_fusion_weight(weight)
+                with self.same_candidates():
+                    scores[weight], _ = self._valid_epoch(valid_data, show_progress=False)
+        better = (lambda a, b: a > b) if self.valid_metric_bigger else (lambda a, b: a < b)
+        chosen = None
+        for weight, score in scores.items():
+            if chosen is None or better(score, scores[chosen]):
+                chosen = weight
+        self.model.set_fusion_weight(chosen)
+        self.record({"stage": stage, "kind": "fusion", "scores": {str(w): s for w, s in scores.items()}, "chosen": chosen})
+        grid = ", ".join(f"{w:g}: {s:.4f}" for w, s in scores.items())
+        self.logger.info(set_color(f"{stage} fusion weight", "blue") + f": {chosen:g} (validation {self.valid_metric} by weight: {grid})")
+        return chosen
 
     def _run_stage(self, stage, train_dataset, stage_dir, selection):
         """Build the stage's records (running the CoT stage first for ``sft_data: mixed``) and train it."""
@@ -200,7 +267,13 @@ class MLLMRecR1Trainer(Trainer):
         config, model = self.config, self.model
         if stage == "grpo":
             records = stages.grpo_records(config, model, train_dataset)
-            stages.run_grpo(config, model, records, stage_dir, selection, num_processes=self.distributed.num_processes)
+            output = stages.run_grpo(config, model, records, stage_dir, selection, num_processes=self.distributed.num_processes)
+            share, steps = output.metrics["hit_spread_share"], output.metrics["hit_spread_steps"]
+            self.record({"stage": stage, "kind": "hit_spread", "share": share, "steps": steps})
+            self.logger.info(
+                set_color("GRPO", "blue") + f": {share:.0%} of {steps} steps had a prompt whose rollouts differ in the hit "
+                "reward (the steps that can teach which item to name)"
+            )
             return
         cot_file = None
         if config["sft_data"] == "mixed":
@@ -209,7 +282,9 @@ class MLLMRecR1Trainer(Trainer):
             # One process runs the teacher and fills the caches; under torchrun the others then read them.
             with self.distributed.main_process_first():
                 cot_file = build_mixed_grained_dataset(config, model, train_dataset, show_progress=config["show_progress"])
-        stages.run_sft(config, model, stages.sft_records(config, model, train_dataset, cot_file), stage_dir, selection)
+        output = stages.run_sft(config, model, stages.sft_records(config, model, train_dataset, cot_file), stage_dir, selection)
+        if "hybrid_sample_share" in output.metrics:
+            self.record({"stage": stage, "kind": "curriculum", "hybrid_sample_share": output.metrics["hybrid_sample_share"]})
 
     def _plot_curves(self):
         """The reward-vs-validation PNG, in the run folder and next to the RecBole log."""
@@ -255,14 +330,25 @@ class MLLMRecR1Trainer(Trainer):
         return self.model.predict(interaction.to(self.device))
 
     def test_each_stage(self, test_data):
-        """Test results of each stage's best adapter, zero-shot first."""
+        """Test results of each stage's best adapter, zero-shot first, with the stage's fusion weight;
+        with a sequential model, also the LLM alone (``<stage> (LLM alone)``, weight 0) and the
+        sequential model alone (``<stage> (sequential model alone)``, weight 1) on the same candidates."""
         results = {}
         for stage in [ZERO_SHOT] + self.stages:
-            # Sampled-evaluation negatives come from numpy's global RNG: the same seed, the same candidates.
-            init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
             self.load_adapter(os.path.join(self.run_dir, stage, "best_adapter"))
             self.model.set_reasoning(self._reasons_after(stage))
-            results[stage] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
+            weight = self.fusion_weights.get(stage, self.model.fusion_weight)
+            variants = [(stage, weight)]
+            if self.model.sequential_model is not None:
+                variants += [(stage + LLM_ALONE, 0.0)] * (weight != 0) + [(stage + SEQUENTIAL_ALONE, 1.0)] * (weight != 1)
+            with self.model.remembering_llm_scores():
+                for name, tested_weight in variants:
+                    self.model.set_fusion_weight(tested_weight)
+                    # Sampled-evaluation negatives come from numpy's global RNG: the same seed, the same candidates.
+                    init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
+                    results[name] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
+                    self.fusion_weights[name] = tested_weight
+            self.model.set_fusion_weight(weight)
         return results
 
 

@@ -58,6 +58,7 @@ LAYERS = (
         (
             "recbole_mllmr1.item_text",
             "recbole_mllmr1.hooks",
+            "recbole_mllmr1.sequential_model",
             "recbole_mllmr1.textualize",
             "recbole_mllmr1.textualize.*",
             "recbole_mllmr1.training_samples",

@@ -102,7 +102,7 @@ def execute_run(spec, settings):
 def run_all(rows, settings):
     """``{row name: [RowSeed per seed]}``; the retriever runs before the rows that rerank it, and
     rows with the same model and config share one run."""
-    retriever_row = next((row for row in rows if row.model == RETRIEVER_MODEL), None) if settings.mode == "full" else None
+    retriever_row = next((row for row in rows if row.model == RETRIEVER_MODEL), None)
     order = ([retriever_row] if retriever_row else []) + [row for row in rows if row is not retriever_row]
     retrievers, records = {}, {}
     results = {row.name: [] for row in rows}

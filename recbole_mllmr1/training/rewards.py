@@ -36,6 +36,36 @@ def accuracy_reward(completions, target_title, candidate_titles, **kwargs):
 REWARDS = {"format": format_reward, "accuracy": accuracy_reward}
 
 
+class HitSpread:
+    """A zero-weight GRPO "reward" that counts the steps where GRPO can learn which item to name.
+
+    GRPO's advantage is zero within a group whose rollouts all get the same reward: a step
+    teaches the hit only when some prompt's group holds both a hit and a miss. Each call (one
+    step's rollouts, in groups of ``num_generations`` consecutive completions) records whether
+    any group differs in the hit reward; TRL logs its return value, the hit rate, as
+    ``rewards/hit/mean``.
+    """
+
+    __name__ = "hit"
+
+    def __init__(self, num_generations):
+        self.num_generations = num_generations
+        self.steps = 0
+        self.steps_with_spread = 0
+
+    def __call__(self, completions, target_title, candidate_titles, **kwargs):
+        hits = accuracy_reward(completions, target_title, candidate_titles)
+        groups = [hits[i : i + self.num_generations] for i in range(0, len(hits), self.num_generations)]
+        self.steps += 1
+        self.steps_with_spread += any(len(set(group)) > 1 for group in groups)
+        return hits
+
+    @property
+    def share(self):
+        """The share of steps with at least one group whose rollouts differ in the hit reward."""
+        return self.steps_with_spread / self.steps if self.steps else 0.0
+
+
 def get_rewards(names):
     """Reward functions by short name, in order; unknown names get an error listing the valid ones."""
     unknown = [name for name in names if name not in REWARDS]

@@ -20,6 +20,9 @@ def lora_config(config, num_layers):
         lora_dropout=config["lora_dropout"],
         target_modules=list(config["lora_target_modules"]),
         layers_to_transform=None if last is None else list(range(num_layers - last, num_layers)),
+        # The hybrid item tokens' projector trains with the adapter and is saved in it (PEFT keeps a
+        # trainable copy of a module named here; a model without item tokens has none to match).
+        modules_to_save=["item_projector"] if config["item_tokens"] else None,
         task_type="CAUSAL_LM",
     )
 

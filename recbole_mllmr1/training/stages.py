@@ -12,8 +12,9 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from recbole_mllmr1.item_tokens import CurriculumCallback, ItemTokenCurriculum, projector_of
 from recbole_mllmr1.training import settings
-from recbole_mllmr1.training.rewards import get_rewards
+from recbole_mllmr1.training.rewards import HitSpread, get_rewards
 from recbole_mllmr1.training_samples import answer_record, draw_training_samples, sample_messages
 
 # The training stages, in the order a run may list them.
@@ -99,6 +100,9 @@ def run_sft(config, model, records, stage_dir, selection=None, callbacks=()):
 
     Returns:
         TRL's ``TrainOutput``; with a ``selection``, the stage's best adapter is in ``<stage_dir>/best_adapter``.
+        With hybrid item tokens, the projector trains with the adapter, and LLaRA's curriculum
+        (``item_token_curriculum``) strips the item tokens from a share of the samples that falls
+        from 1 to 0; ``metrics["hybrid_sample_share"]`` says how many samples kept them.
     """
     from trl import SFTTrainer
 
@@ -109,22 +113,40 @@ def run_sft(config, model, records, stage_dir, selection=None, callbacks=()):
         processing_class=model.tokenizer,
         callbacks=_callbacks(selection, "sft", stage_dir, callbacks),
     )
-    return _train(trainer, stage_dir)
+    item_tokens = projector_of(model.language_model)
+    if item_tokens is None:
+        return _train(trainer, stage_dir)
+    # SFTTrainer tokenizes its dataset once: the curriculum works on the tokenized samples, per step.
+    curriculum = ItemTokenCurriculum(trainer.data_collator, item_tokens.first_item_id, config["item_token_curriculum"], config["seed"])
+    trainer.data_collator = curriculum
+    trainer.add_callback(CurriculumCallback(curriculum))
+    output = _train(trainer, stage_dir)
+    output.metrics["hybrid_sample_share"] = 1 - curriculum.stripped / curriculum.seen if curriculum.seen else None
+    return output
 
 
 def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), num_processes=1):
     """GRPO of the model's LoRA adapter on ``records`` (:func:`grpo_records`), as :func:`run_sft`.
 
     ``num_processes``: the processes training together (torchrun / ``accelerate launch``), for TRL's batch rule.
+    ``metrics["hit_spread_share"]`` of the returned ``TrainOutput``: the share of steps with at least
+    one prompt whose rollouts differ in the hit reward (:class:`~recbole_mllmr1.training.rewards.HitSpread`),
+    the steps from which GRPO can learn which item to name.
     """
     from trl import GRPOTrainer
 
+    rewards = get_rewards(config["grpo_rewards"])
+    hit_spread = HitSpread(config["grpo_num_generations"])
+    args = settings.grpo_config(config, stage_dir, num_processes=num_processes)
+    args.reward_weights = [1.0] * len(rewards) + [0.0]  # the hit monitor only watches
     trainer = GRPOTrainer(
         model=model.language_model,
-        reward_funcs=get_rewards(config["grpo_rewards"]),
-        args=settings.grpo_config(config, stage_dir, num_processes=num_processes),
+        reward_funcs=rewards + [hit_spread],
+        args=args,
         train_dataset=Dataset.from_list(records),
         processing_class=model.tokenizer,
         callbacks=_callbacks(selection, "grpo", stage_dir, callbacks),
     )
-    return _train(trainer, stage_dir)
+    output = _train(trainer, stage_dir)
+    output.metrics.update(hit_spread_share=hit_spread.share, hit_spread_steps=hit_spread.steps)
+    return output

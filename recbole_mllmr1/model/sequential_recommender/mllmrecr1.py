@@ -14,29 +14,38 @@ NOTE:
     right after ``<answer>``, the answer SFT and GRPO train it to write. Candidates are
     listed in a seeded order that ignores which one is the positive, more than
     ``candidates_per_prompt`` candidates are split over several prompts, and full
-    ranking reranks the top ``rerank_topk`` items of a retriever (popularity, or a
-    trained RecBole model given by ``retriever_checkpoint``).
+    ranking reranks the top ``rerank_topk`` items of the sequential model.
+
+    Collaborative grounding (LLaRA, Llama4Rec): a trained RecBole sequential model
+    (``sequential_model``, SASRec by default; :mod:`recbole_mllmr1.sequential_model`) gives
+    every listed item a hybrid token after its title, embedded by a trainable projector from
+    its frozen item embedding (``item_tokens``, :mod:`recbole_mllmr1.item_tokens`), and its
+    log-softmax over the candidates is mixed into the final score with weight
+    ``fusion_weight`` (chosen on validation by the trainer when ``auto``).
 
     What others use is the public surface below: the prompt builders, ``item_title`` /
     ``item_entry`` / ``item_token``, ``render_prompt``, ``title_log_probs``, ``reasoning``,
     ``candidate_log_probs``, the ``language_model`` and ``tokenizer`` that TRL trains, and
     two setters: ``use_language_model`` (the one way to swap in a LoRA-wrapped or trained
-    LLM) and ``set_reasoning``. Item image texts are computed before the model is built
-    (:func:`recbole_mllmr1.hooks.attach_image_texts`) and read from the dataset.
+    LLM), ``set_reasoning`` and ``set_fusion_weight``. Item image texts and the trained
+    sequential model are prepared before the model is built
+    (:func:`recbole_mllmr1.quick_start.prepare_run`) and read from the dataset.
 """
+from contextlib import contextmanager
 from logging import getLogger
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_mllmr1.item_text import ItemTexts
+from recbole_mllmr1.item_tokens import install_item_tokens, item_token_text
 from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
 from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
 from recbole_mllmr1.scoring import TitleScorer, render_prompt
-from recbole_mllmr1.utils import get_model
 
 
 def strict_rank_scores(log_probs, order):
@@ -83,6 +92,20 @@ class MLLMRecR1(SequentialRecommender):
         )
         self._tokenizer = load_tokenizer(config["llm_path"])
         self._llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
+
+        # The sequential model: retrieval, fusion and item tokens read it; it is never trained here.
+        if (config["sequential_model"] or config["retriever_checkpoint"]) and not hasattr(dataset, "sequential_model"):
+            raise ValueError(
+                "sequential_model needs the trained sequential model on the dataset: build MLLMRecR1 through "
+                "recbole_mllmr1.quick_start.prepare_run, which trains or loads it first."
+            )
+        self.sequential_model = getattr(dataset, "sequential_model", None)
+        self.item_tokens = bool(config["item_tokens"])
+        if self.item_tokens:
+            item_embeddings = self.sequential_model.item_embedding.weight.detach().float().cpu()
+            install_item_tokens(self._llm, self._tokenizer, item_embeddings, config["projector_hidden_size"])
+        self.fusion_weight = 0.0 if config["fusion_weight"] == "auto" else float(config["fusion_weight"])
+        self._remembered_llm_scores = None
         self._scorer = TitleScorer(self._llm, self._tokenizer)
         self.generation_batch_size = config["llm_batch_size"]
         # After GRPO the model reasons before it answers, and is scored after its reasoning (see set_reasoning).
@@ -90,10 +113,9 @@ class MLLMRecR1(SequentialRecommender):
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
         self._example_logged = False
 
-        # Full-ranking retriever. Popularity: training-interaction counts, a buffer so it follows .to(device).
+        # Full-ranking retrieval without a sequential model: training-interaction counts (a buffer, so it follows .to(device)).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
         self.register_buffer("popularity", counts, persistent=False)
-        self.retriever = load_retriever(config["retriever_checkpoint"], dataset) if config["retriever_checkpoint"] else None
 
     # ---- the LLM: what TRL trains, and the one way to swap it ------------------------------
     @property
@@ -115,6 +137,26 @@ class MLLMRecR1(SequentialRecommender):
         """Whether scoring first lets the model reason (greedy, up to ``max_reasoning_tokens``)."""
         self._reason_before_answer = bool(enabled)
 
+    def set_fusion_weight(self, weight):
+        """The sequential model's share ``w`` of the final score: ``(1 - w) x LLM + w x sequential``."""
+        if weight and self.sequential_model is None:
+            raise ValueError(f"fusion weight {weight} needs a sequential model, and this MLLMRecR1 has none.")
+        self.fusion_weight = float(weight)
+
+    @contextmanager
+    def remembering_llm_scores(self, remembered=None):
+        """Inside, the LLM's scores of a (user, history, candidates) request are computed once and
+        reused: the trainer tries every fusion weight on the same validation candidates.
+
+        Yields the dict of remembered scores; pass one back in (``remembered``) to reuse the scores
+        of an earlier pass with the same adapter.
+        """
+        self._remembered_llm_scores = {} if remembered is None else remembered
+        try:
+            yield self._remembered_llm_scores
+        finally:
+            self._remembered_llm_scores = None
+
     # ---- items ---------------------------------------------------------------------------
     def item_title(self, item_id):
         """The item's title as prompts list it and answers name it."""
@@ -134,9 +176,14 @@ class MLLMRecR1(SequentialRecommender):
         length = int(item_seq_len)
         return item_seq[max(0, length - self.max_history) : length].tolist()
 
+    def prompt_entry(self, item_id):
+        """``(external item token, text)`` as the model's own prompts list the item: with its hybrid
+        item token after the title when ``item_tokens`` is on (teachers get :meth:`item_entry`)."""
+        return self._item_texts.entry(item_id, self.use_image_text, item_token_text(item_id) if self.item_tokens else "")
+
     def messages(self, history_ids, candidate_ids):
         """Chat messages listing the history and the candidates (in the given order)."""
-        return build_messages([self.item_entry(i) for i in history_ids], [self.item_entry(i) for i in candidate_ids])
+        return build_messages([self.prompt_entry(i) for i in history_ids], [self.prompt_entry(i) for i in candidate_ids])
 
     def render_prompt(self, messages, assistant_prefix=""):
         """Chat-template text of ``messages`` with the assistant turn opened at ``assistant_prefix`` and ``<answer>``."""
@@ -159,6 +206,15 @@ class MLLMRecR1(SequentialRecommender):
         each prompt's candidates are renormalised among themselves. Returns, per request,
         ``(log_probs in the given candidate order, listing order)``.
         """
+        memo = self._remembered_llm_scores
+        if memo is not None:
+            keys = [(user, tuple(history), tuple(candidates)) for user, history, candidates in requests]
+            missing = list({key: None for key in keys if key not in memo})
+            memo.update(zip(missing, self._llm_log_probs(missing)))
+            return [memo[key] for key in keys]
+        return self._llm_log_probs(requests)
+
+    def _llm_log_probs(self, requests):
         plans, messages, titles = [], [], []
         for user_id, history_ids, candidate_ids in requests:
             order = listing_order(self.listing_seed, user_id, candidate_ids)
@@ -225,6 +281,56 @@ class MLLMRecR1(SequentialRecommender):
         logits = torch.stack(logits)
         return torch.nn.functional.cross_entropy(logits, torch.tensor(target_positions, device=logits.device))
 
+    def fused_log_probs(self, requests, sequential_log_probs):
+        """Per request, ``(scores in the given candidate order, listing order)``: the LLM's
+        log-probabilities mixed with the sequential model's by ``fusion_weight``.
+
+        A candidate listed twice (RecBole's sampler can repeat a negative) is shown to the LLM
+        once and its copies get its score. At weight 1 the LLM is not asked; at 0, nor is the
+        sequential model (``sequential_log_probs`` is then never read).
+        """
+        unique = [list(dict.fromkeys(candidates)) for _, _, candidates in requests]
+        llm = (
+            [np.zeros(len(u)) for u in unique]
+            if self.fusion_weight == 1
+            else [log_probs for log_probs, _ in self.candidate_log_probs([(r[0], r[1], u) for r, u in zip(requests, unique)])]
+        )
+        results = []
+        for row, ((user, _, candidates), listed, llm_row) in enumerate(zip(requests, unique, llm)):
+            scores = llm_row if self.fusion_weight == 0 else (
+                (1 - self.fusion_weight) * llm_row + self.fusion_weight * sequential_log_probs(row, listed)
+            )
+            by_item = dict(zip(listed, scores))
+            results.append((np.array([by_item[item] for item in candidates]), listing_order(self.listing_seed, user, candidates)))
+        return results
+
+    def _sequential_scores(self, interaction):
+        """``[B, n_items]`` scores of the sequential model for each row's history (CPU, float32).
+
+        Histories longer than the sequential model's ``max_seq_length`` keep their most recent items.
+        """
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ].cpu(), interaction[self.ITEM_SEQ_LEN].cpu()
+        max_length = getattr(self.sequential_model, "max_seq_length", item_seq.shape[1])
+        if item_seq.shape[1] > max_length:
+            starts = (item_seq_len - max_length).clamp(min=0)
+            positions = starts[:, None] + torch.arange(max_length)
+            item_seq = torch.gather(item_seq, 1, positions.clamp(max=item_seq.shape[1] - 1))
+            item_seq_len = item_seq_len.clamp(max=max_length)
+            item_seq = item_seq.masked_fill(torch.arange(max_length)[None, :] >= item_seq_len[:, None], 0)
+        device = next(self.sequential_model.parameters()).device
+        features = Interaction({self.ITEM_SEQ: item_seq.to(device), self.ITEM_SEQ_LEN: item_seq_len.to(device)})
+        with torch.no_grad():
+            return self.sequential_model.full_sort_predict(features).view(len(item_seq), -1).float().cpu()
+
+    @staticmethod
+    def _candidate_log_softmax(scores):
+        """A function ``(row, candidates) -> log-softmax of row's scores over those candidates``."""
+
+        def log_softmax(row, candidates):
+            return torch.log_softmax(scores[row, list(candidates)].double(), dim=0).numpy()
+
+        return log_softmax
+
     def predict(self, interaction):
         """One score per (user, candidate) row of RecBole's sampled evaluation.
 
@@ -242,18 +348,25 @@ class MLLMRecR1(SequentialRecommender):
             (int(users[start]), self.history(item_seq[start], item_seq_len[start]), items[start:end].tolist())
             for start, end in spans
         ]
-        for (start, end), (log_probs, order) in zip(spans, self.candidate_log_probs(requests)):
-            scores[start:end] = strict_rank_scores(log_probs, order)
+        sequential = None
+        if self.fusion_weight > 0:
+            first_rows = torch.tensor([start for start, _ in spans])
+            sequential = self._candidate_log_softmax(
+                self._sequential_scores(
+                    Interaction({self.ITEM_SEQ: item_seq[first_rows], self.ITEM_SEQ_LEN: item_seq_len[first_rows]})
+                )
+            )
+        for (start, end), (fused, order) in zip(spans, self.fused_log_probs(requests, sequential)):
+            scores[start:end] = strict_rank_scores(fused, order)
         return torch.from_numpy(scores).float().to(interaction[self.ITEM_ID].device)
 
     def retrieval_scores(self, interaction):
-        """``[B, n_items]`` retriever scores; padding and the user's own history get -inf."""
+        """``[B, n_items]`` retrieval scores (the sequential model's, else popularity); padding and the user's own history get -inf."""
         users = interaction[self.USER_ID]
-        if self.retriever is None:
+        if self.sequential_model is None:
             retrieval = self.popularity.cpu().repeat(len(users), 1)
         else:
-            with torch.no_grad():
-                retrieval = self.retriever.full_sort_predict(interaction).view(len(users), -1).float().cpu()
+            retrieval = self._sequential_scores(interaction)
         retrieval[:, 0] = -np.inf
         retrieval.scatter_(1, interaction[self.ITEM_SEQ].cpu(), -np.inf)
         return retrieval
@@ -263,7 +376,8 @@ class MLLMRecR1(SequentialRecommender):
         return torch.topk(self.retrieval_scores(interaction), self.rerank_topk, dim=1).indices.tolist()
 
     def full_sort_predict(self, interaction):
-        """Scores over all items: the LLM reranks the retriever's top ``rerank_topk``.
+        """Scores over all items: the LLM reranks the retriever's top ``rerank_topk`` (fused with
+        the sequential model's scores by ``fusion_weight``).
 
         Items outside the top-k keep the retriever's order below them. The interaction's
         ``item_id`` (the target) is never read.
@@ -278,24 +392,8 @@ class MLLMRecR1(SequentialRecommender):
         scores.scatter_(1, retrieval_order, rank_scores.repeat(len(users), 1))
         tops = retrieval_order[:, : self.rerank_topk].tolist()
         requests = [(int(users[row]), self.history(item_seq[row], item_seq_len[row]), top) for row, top in enumerate(tops)]
-        for row, (log_probs, order) in enumerate(self.candidate_log_probs(requests)):
-            reranked = torch.from_numpy(self.n_items + strict_rank_scores(log_probs, order)).to(scores.dtype)
+        sequential = self._candidate_log_softmax(retrieval) if self.sequential_model is not None else None
+        for row, (fused, order) in enumerate(self.fused_log_probs(requests, sequential)):
+            reranked = torch.from_numpy(self.n_items + strict_rank_scores(fused, order)).to(scores.dtype)
             scores[row, tops[row]] = reranked
         return scores.to(interaction[self.ITEM_SEQ].device)
-
-
-def load_retriever(checkpoint_file, dataset):
-    """A trained RecBole model (e.g. SASRec) from a checkpoint that ``run_recbole`` saved, in eval mode."""
-    try:
-        checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)  # our own run's file
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"retriever_checkpoint [{checkpoint_file}] does not exist: train the retriever with run_recbole "
-            "(it saves under checkpoint_dir) and pass that file, or set retriever_checkpoint to ~ for popularity."
-        ) from None
-    retriever_config = checkpoint["config"]
-    retriever_config["device"] = torch.device("cpu")
-    retriever = get_model(retriever_config["model"])(retriever_config, dataset)
-    retriever.load_state_dict(checkpoint["state_dict"])
-    retriever.load_other_parameter(checkpoint.get("other_parameter"))
-    return retriever.eval()
