@@ -56,6 +56,7 @@ def compare_arguments(mode, args):
         arguments += ["--config", "MLLMRecR1.textualizer=offline", "--config", f"MLLMRecR1.image_dir={posters}"]
     if args.reduced:
         arguments += [f"--config={model}.epochs=2" for model in SEQUENTIAL_BASELINES]
+    arguments += [f"--config={item}" for item in args.config or []]
     settings = {}
     for path in args.mllmrecr1_config or []:
         with open(path, encoding="utf-8") as file:
@@ -64,7 +65,7 @@ def compare_arguments(mode, args):
     return arguments + (["--force"] if args.force else [])
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="uni9,full", help="comma-separated evaluation modes (default: uni9,full)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
@@ -74,8 +75,13 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
     parser.add_argument("--mllmrecr1-config", nargs="+", default=None,
                         help="yaml files of MLLMRecR1 settings for all its rows, later files overriding earlier ones, passed as --config")
+    parser.add_argument("--config", action="append", metavar="[MODEL.]KEY=VALUE", help="passed on to compare's --config (repeatable)")
     parser.add_argument("--tag", default=None, help="suffix of the run and results folders, e.g. 'gpu' -> compare_uni9_gpu")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     for mode in args.modes.split(","):
         arguments = compare_arguments(mode, args)
         print(f"== recbole-mllmr1 {' '.join(arguments)}", flush=True)

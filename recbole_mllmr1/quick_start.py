@@ -146,6 +146,8 @@ def train_and_test(config, saved=True, trainer_hook=None):
         "test_time_s": time.perf_counter() - test_start,
         "stage_results": getattr(trainer, "stage_results", None),
         "fusion_weights": getattr(trainer, "fusion_weights", None),
+        # The share of GRPO steps that could teach the hit (MLLMRecR1 with a GRPO stage).
+        "grpo_hit_spread": next((r for r in reversed(getattr(trainer, "history", [])) if r["kind"] == "hit_spread"), None),
     }
     return result, trainer
 
@@ -171,6 +173,9 @@ def run_recbole(
     result, _ = train_and_test(config, saved=saved, trainer_hook=trainer_hook)
     if result["stage_results"]:
         logger.info(set_color("test result per stage", "yellow") + "\n" + stage_table(result["stage_results"], result["fusion_weights"]))
+    if result["grpo_hit_spread"]:
+        spread = result["grpo_hit_spread"]
+        logger.info(f"GRPO: {spread['share']:.0%} of {spread['steps']} steps had a prompt whose rollouts differ in the hit reward")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     sampled = f" (sampled: {config['eval_user_sample']} users)" if config["eval_user_sample"] else ""

@@ -340,7 +340,7 @@ class MLLMRecR1Trainer(Trainer):
             weight = self.fusion_weights.get(stage, self.model.fusion_weight)
             variants = [(stage, weight)]
             if self.model.sequential_model is not None:
-                variants += [(stage + LLM_ALONE, 0.0)] * (weight != 0) + [(stage + SEQUENTIAL_ALONE, 1.0)] * (weight != 1)
+                variants += [(stage + LLM_ALONE, 0.0), (stage + SEQUENTIAL_ALONE, 1.0)]
             with self.model.remembering_llm_scores():
                 for name, tested_weight in variants:
                     self.model.set_fusion_weight(tested_weight)

@@ -81,6 +81,8 @@ def execute_run(spec, settings):
             best_valid_result=dict(result["best_valid_result"] or {}),
             train_time_s=result["train_time_s"],
             test_time_s=result["test_time_s"],
+            fusion_weights=result["fusion_weights"],
+            grpo_hit_spread=result["grpo_hit_spread"],
             params_trainable=trainable,
             params_total=total,
             n_users=len(evaluations["final"][0]),
