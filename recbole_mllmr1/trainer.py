@@ -17,10 +17,13 @@ from recbole.utils import early_stopping, init_seed, set_color
 
 from recbole_mllmr1.config import properties_path
 from recbole_mllmr1.json_files import write_json_atomically
+from recbole_mllmr1.sequential_model import cached_checkpoint_path
 
 ZERO_SHOT = "zero-shot"
-# The run folder's record of the command's settings, from which `recommend` rebuilds the model.
+# The run folder's record of the command's settings, from which `recommend` rebuilds the model,
+# and the fusion weight each stage's adapter was tested with (`recommend`, `export`).
 RUN_CONFIG = "run_config.json"
+FUSION_WEIGHTS = "fusion_weights.json"
 # Keys that change how results are computed but not what is trained or selected (the fusion
 # weight is chosen after training, on the trained adapters: one training serves both).
 _NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state", "fusion_weight", "fusion_grid", "rerank_topk"}
@@ -34,8 +37,25 @@ def run_key(config):
     """A short hash of everything that defines a training run, naming its folder so a rerun resumes it."""
     with open(properties_path("model", f"{config['model']}.yaml")) as model_yaml:
         keys = sorted(set(yaml.safe_load(model_yaml)) - _NOT_IN_RUN_KEY) + ["dataset", "seed", "eval_args"]
-    described = json.dumps({key: config[key] for key in keys}, sort_keys=True, default=str)
+    described = {key: config[key] for key in keys}
+    if config["model"] == "MLLMRecR1":
+        # The sequential model the adapters were trained against: a retrained one starts a new run.
+        described["sequential_model_file"] = _sequential_model_identity(config)
+    described = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(described.encode()).hexdigest()[:10]
+
+
+def pick_fusion_weight(scores, bigger=True):
+    """The weight with the best validation score in ``{weight: score}``; a tie goes to the smaller weight."""
+    best = max(scores.values()) if bigger else min(scores.values())
+    return min(weight for weight, score in scores.items() if score == best)
+
+
+def _sequential_model_identity(config):
+    if config["retriever_checkpoint"]:
+        path = config["retriever_checkpoint"]
+        return [path, os.path.getmtime(path) if os.path.isfile(path) else None]
+    return os.path.basename(cached_checkpoint_path(config)) if config["sequential_model"] else None
 
 
 class AdapterSelection:
@@ -226,6 +246,7 @@ class MLLMRecR1Trainer(Trainer):
             self.model.set_reasoning(self._reasons_after(stage))
             self.fusion_weights[stage] = self.choose_fusion_weight(stage, valid_data)
         if self.distributed.is_main_process:
+            write_json_atomically(os.path.join(self.run_dir, FUSION_WEIGHTS), {**self.fusion_weights, "best": self.best[1]}, indent=1)
             self._plot_curves()
         self.best_valid_score, _, _, self.best_valid_result = self.best
         return self.best_valid_score, self.best_valid_result
@@ -249,11 +270,7 @@ class MLLMRecR1Trainer(Trainer):
                 self.model.set_fusion_weight(weight)
                 with self.same_candidates():
                     scores[weight], _ = self._valid_epoch(valid_data, show_progress=False)
-        better = (lambda a, b: a > b) if self.valid_metric_bigger else (lambda a, b: a < b)
-        chosen = None
-        for weight, score in scores.items():
-            if chosen is None or better(score, scores[chosen]):
-                chosen = weight
+        chosen = pick_fusion_weight(scores, self.valid_metric_bigger)
         self.model.set_fusion_weight(chosen)
         self.record({"stage": stage, "kind": "fusion", "scores": {str(w): s for w, s in scores.items()}, "chosen": chosen})
         grid = ", ".join(f"{w:g}: {s:.4f}" for w, s in scores.items())

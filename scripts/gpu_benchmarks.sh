@@ -9,6 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'No CUDA device: these are the GPU benchmarks.')"
-"$PYTHON" benchmarks/bench_compare.py --reduced --modes uni9 --models SASRec,mllmrecr1-sft,mllmrecr1-sft-grpo \
+"$PYTHON" benchmarks/bench_compare.py --reduced --modes uni9 --models SASRec,mllmrecr1-hybrid-fusion-sft,mllmrecr1-hybrid-fusion-sft-grpo \
   --eval-user-sample 0 --tag gpu --mllmrecr1-config properties/quick_start_config/gpu_default_model.yaml
 "$PYTHON" benchmarks/bench_training.py --steps 8 --out training_gpu.md

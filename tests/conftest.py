@@ -50,13 +50,19 @@ def write_tiny_dataset(folder, name="tiny", n_users=30, n_items=40, per_user=8, 
     return folder
 
 
+# MLLMRecR1 on the tiny datasets is grounded as by default (SASRec, item tokens, fusion), with a
+# SASRec small enough to train in about a second (cached per checkpoint_dir and data).
+TINY_SEQUENTIAL_MODEL = {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1}
 TINY_CONFIG = {
     "stages": [],
     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "title", "genre"]},
     "item_meta_fields": ["genre"],
+    "sequential_model_config": TINY_SEQUENTIAL_MODEL,
     "show_progress": False,
     "state": "WARNING",
 }
+# The text-only model: no sequential model to train or read.
+TEXT_ONLY = {"sequential_model": None, "item_tokens": False, "fusion_weight": 0}
 
 
 @pytest.fixture(scope="session")

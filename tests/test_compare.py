@@ -179,10 +179,15 @@ def test_trained_stages_are_tested_against_the_zero_shot_model_of_their_run(tmp_
 def test_rows_overrides_and_modes_are_validated():
     rows = select_rows(["Pop", "MLLMRecR1"], "full")
     assert [row.name for row in rows][:4] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
-    assert rows[3].overrides == {"stages": [], "use_image_text": False}
-    assert {row.stage for row in rows if row.model == "MLLMRecR1"} == {None, "sft", "grpo"}
-    rows = select_rows(["Pop", "mllmrecr1-zero-shot", "MLLMRecR1 (SFT+GRPO)", "Pop"], "uni9")
-    assert [row.name for row in rows] == ["Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (SFT+GRPO)"]
+    assert rows[3].overrides == {"stages": [], "item_tokens": False, "fusion_weight": 0, "use_image_text": False}
+    assert {row.stage for row in rows if row.model == "MLLMRecR1"} == {None, "sft", "grpo", "grpo (LLM alone)"}
+    # Rows using item tokens say "hybrid"; the text-only and fusion rows are two stages of one run.
+    assert all(("hybrid" in row.name) == row.overrides.get("item_tokens", True) for row in rows if row.model == "MLLMRecR1" and row.stage)
+    text_only, fusion = (next(row for row in rows if row.slug == slug) for slug in ("mllmrecr1-text-only-sft-grpo", "mllmrecr1-fusion-sft-grpo"))
+    assert text_only.overrides == fusion.overrides and (text_only.stage, fusion.stage) == ("grpo (LLM alone)", "grpo")
+    # MLLMRecR1 reads SASRec in every mode: its row comes first.
+    rows = select_rows(["Pop", "mllmrecr1-zero-shot", "MLLMRecR1 (hybrid+fusion, SFT+GRPO)", "Pop"], "uni9")
+    assert [row.name for row in rows] == ["SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (hybrid+fusion, SFT+GRPO)"]
     common, per_model = parse_overrides(["epochs=2", "SASRec.hidden_size=16", "eval_args={'mode': 'uni9'}"])
     assert common == {"epochs": 2, "eval_args": {"mode": "uni9"}} and per_model == {"SASRec": {"hidden_size": 16}}
     with pytest.raises(ValueError, match=r"\[epochs\] is not KEY=VALUE"):
@@ -293,13 +298,13 @@ def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, defa
     run(compare_args(tiny_data_path, out, "Pop,mllmrecr1-zero-shot,mllmrecr1-zero-shot-no-image-text", "--mode", "uni9",
                      "--eval-user-sample", "4"))
     _, rows = read_csv(out)
-    assert list(rows) == ["random", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
+    assert list(rows) == ["random", "SASRec", "Pop", "MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"]
     for name in ("MLLMRecR1 (zero-shot)", "MLLMRecR1 (zero-shot, no image text)"):
         row = rows[name]
         assert row["error"] == "" and row["users"] == "4" and float(row["HR@10"]) == 1.0
         assert float(row["params total"]) > 1e8 and 0 < float(row["p (NDCG@10)"]) <= 1
     assert "use_image_text=False" in rows["MLLMRecR1 (zero-shot, no image text)"]["config"]
-    assert rows["Pop"]["vs best baseline"] == "best baseline"
+    assert "best baseline" in (rows["Pop"]["vs best baseline"], rows["SASRec"]["vs best baseline"])
 
 
 @pytest.mark.slow

@@ -74,6 +74,7 @@ LAYERS = (
         (
             "recbole_mllmr1.quick_start",
             "recbole_mllmr1.recommend",
+            "recbole_mllmr1.export",
             "recbole_mllmr1.compare",
             "recbole_mllmr1.compare.*",
             "recbole_mllmr1.cli",

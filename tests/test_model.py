@@ -10,7 +10,7 @@ from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import strict_rank_sc
 from recbole_mllmr1.quick_start import prepare_run
 from recbole_mllmr1.scoring import TitleScorer
 from recbole_mllmr1.trainer import MLLMRecR1Trainer
-from tests.conftest import TINY_CONFIG, write_tiny_dataset
+from tests.conftest import TEXT_ONLY, TINY_CONFIG, write_tiny_dataset
 
 
 def build(dataset_name, config_dict):
@@ -39,7 +39,8 @@ class ConstantScorer:
 
 @pytest.fixture(scope="module")
 def ml100k_uni9(tiny_llm_dir):
-    return build("ml-100k", {"stages": [], "eval_args": {"mode": "uni9"}, "eval_batch_size": 2000, "llm_path": tiny_llm_dir})
+    # Fusion off (text only): the LLM's own scores must land at the random floor.
+    return build("ml-100k", {"stages": [], "eval_args": {"mode": "uni9"}, "eval_batch_size": 2000, "llm_path": tiny_llm_dir, **TEXT_ONLY})
 
 
 @pytest.mark.parametrize("scorer", [FirstListedScorer(), ConstantScorer()], ids=["first-listed", "all-tied"])
@@ -110,14 +111,13 @@ def test_full_sort_reranks_the_retriever_top_k_and_keeps_its_order_below(tiny):
     scores = model.full_sort_predict(interaction)[0]
     history = set(interaction[model.ITEM_SEQ][0].tolist()) - {0}
     top = torch.topk(scores, model.rerank_topk).indices.tolist()
-    popularity = model.popularity.clone()
-    popularity[0] = -np.inf
-    popularity[list(history)] = -np.inf
-    retriever_top = torch.argsort(popularity, descending=True, stable=True)[: model.rerank_topk].tolist()
+    retrieval = model.retrieval_scores(interaction)[0]  # the sequential model's scores
+    assert torch.isinf(retrieval[0]) and all(torch.isinf(retrieval[i]) for i in history)
+    retriever_top = torch.argsort(retrieval, descending=True, stable=True)[: model.rerank_topk].tolist()
     assert set(top) == set(retriever_top)
     below = torch.argsort(scores, descending=True, stable=True)[model.rerank_topk :]
-    below_popularity = popularity[below]
-    finite = below_popularity[torch.isfinite(below_popularity)]
+    below_retrieval = retrieval[below]
+    finite = below_retrieval[torch.isfinite(below_retrieval)]
     assert torch.all(finite[:-1] >= finite[1:])
 
 
@@ -136,11 +136,11 @@ def test_prompt_lists_recent_history_and_candidates_through_the_chat_template(ti
     history = list(range(1, 16))
     text = model.prompt(model.history(torch.tensor(history + [0] * 5), 15), [20, 21])
     assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n<answer>")
-    shown = model.item_entry(history[-1])
-    hidden = model.item_entry(history[-model.max_history - 1])
+    shown = model.prompt_entry(history[-1])
+    hidden = model.prompt_entry(history[-model.max_history - 1])
     assert f"[{shown[0]}] {shown[1]}" in text and f"[{hidden[0]}] " not in text
     candidates = text[text.index("Candidates:\n") :]
-    assert all(f"\n[{model.item_entry(i)[0]}] {model.item_entry(i)[1]}" in candidates for i in (20, 21))
+    assert all(f"\n[{model.prompt_entry(i)[0]}] {model.prompt_entry(i)[1]}" in candidates for i in (20, 21))
 
 
 def _title_log_prob_alone(model, prompt, title):

@@ -33,7 +33,22 @@ def accuracy_reward(completions, target_title, candidate_titles, **kwargs):
     return rewards
 
 
-REWARDS = {"format": format_reward, "accuracy": accuracy_reward}
+def paper_reward(completions, target_title, candidate_titles, **kwargs):
+    """The official MLLMRec-R1 reward (``train/grpo.py``): +1 for the target, +0.3 for a well-formed
+    answer naming another listed candidate, -1 for anything else.
+
+    >>> paper_reward([[{"role": "assistant", "content": c}] for c in ("<answer>Fargo</answer>", "<answer>Heat</answer>", "Fargo")],
+    ...              target_title=["Fargo"] * 3, candidate_titles=[["Heat", "Fargo"]] * 3)
+    [1.0, 0.3, -1.0]
+    """
+    rewards = []
+    for completion, target, titles in zip(completions, target_title, candidate_titles):
+        named = parse_answer(_text(completion), titles)
+        rewards.append(-1.0 if named is None else 1.0 if same_title(titles[named], target) else 0.3)
+    return rewards
+
+
+REWARDS = {"format": format_reward, "accuracy": accuracy_reward, "paper": paper_reward}
 
 
 class HitSpread:
