@@ -200,13 +200,151 @@ def stage_table(stage_results, fusion_weights=None, metrics=("hit@1", "hit@5", "
 def main(argv=None):
     """Console entry point: ``run_recbole --model=X --dataset=Y [--config_files="a.yaml b.yaml"] [--key=value ...]``.
 
-    Every ``--key=value`` is read by RecBole's Config from the command line, as in RecBole.
+    Every ``--key=value`` is read by RecBole's Config from the command line, as in RecBole;
+    ``main(argv)`` makes ``argv`` that command line. Returns the exit status.
+
+    Before the run starts (and before RecBole logs its config), the command line, the config
+    files, the Config, the settings and the dataset folder are checked (:func:`check_before_run`).
+
+    Errors follow one rule (:func:`recbole_mllmr1.cli.is_user_error`): a user error prints
+    ``error: <message>`` and ``traceback: <file>`` on stderr (the traceback is in
+    ``log/errors/``) and returns 2. User errors are the plugin's ``SettingsError``,
+    ``UnknownKeyError`` and ``MissingModelPackage``, yaml errors and the checks here, wherever
+    they are raised, and ``ValueError`` / ``KeyError`` / ``OSError`` (``FileNotFoundError``,
+    missing weights, no network) raised while the run is set up (Config, dataset, model). The
+    same types raised inside training or testing (a trainer's ``fit`` or ``evaluate``) and every
+    other exception are bugs: Python's traceback, exit status 1. ``--debug`` re-raises user errors too.
+
+    A finished run prints its metrics as plain numbers (:func:`result_summary`), the log file
+    and, last, the run folder (or the saved model file) when there is one.
     """
-    parser = argparse.ArgumentParser(prog="run_recbole", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--model", "-m", type=str, default="MLLMRecR1", help="model name (plugin or RecBole)")
-    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
-    parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
-    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_file_list, command_line=True)
+    from recbole_mllmr1.cli import EXIT_USER_ERROR, check_config_files, report_user_error, run_recbole_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = run_recbole_parser().parse_known_args(argv)
+    trainers = []
+    try:
+        check_config_arguments(rest)
+        config_file_list = check_config_files(args.config_files)
+        with config_command_line([arg for arg in argv if is_config_argument(arg)]):
+            check_before_run(args.model, args.dataset, config_file_list)
+            result = run_recbole(
+                model=args.model, dataset=args.dataset, config_file_list=config_file_list, command_line=True,
+                trainer_hook=trainers.append,
+            )
+    except Exception as error:
+        if report_user_error(error, args.debug, ["run_recbole", *argv]):
+            return EXIT_USER_ERROR
+        raise
+    print(result_summary(result, trainers[0] if trainers else None), flush=True)
     return 0
+
+
+def is_config_argument(arg):
+    """Whether RecBole's Config reads ``arg`` as a key: ``--key=value``, with exactly one ``=``."""
+    return arg.startswith("--") and len(arg[2:].split("=")) == 2
+
+
+def check_config_arguments(args):
+    """``args`` (what run_recbole's own flags left) must be ``--key=value``, each key once:
+    RecBole would ignore ``--eval_user_sample 60`` with a warning and run the full protocol."""
+    from recbole_mllmr1.cli import UserError
+
+    seen = {}
+    for arg in args:
+        if arg.startswith("--") and arg.count("=") > 1:
+            raise UserError(f"argument [{arg}]: RecBole's command line cannot hold a value with '='; set it in a --config_files yaml")
+        if not is_config_argument(arg):
+            raise UserError(
+                f"argument [{arg}] is not of the form --key=value; RecBole reads config keys only so "
+                "(e.g. --eval_user_sample=60, no spaces around '='): see run_recbole --help"
+            )
+        key, value = arg[2:].split("=")
+        if seen.setdefault(key, value) != value:
+            raise UserError(f"--{key} is given twice, as {seen[key]!r} and {value!r}")
+
+
+class config_command_line:  # noqa: N801 - used as a context manager: ``with config_command_line(args):``
+    """RecBole's Config reads ``sys.argv``: inside, it holds only the run's ``--key=value`` arguments
+    (not ``--debug``, nor ``-m X``, whose values are passed on explicitly)."""
+
+    def __init__(self, config_args):
+        self.config_args = list(config_args)
+
+    def __enter__(self):
+        self.saved = sys.argv
+        sys.argv = [self.saved[0] if self.saved else "run_recbole", *self.config_args]
+
+    def __exit__(self, *exc_info):
+        sys.argv = self.saved
+
+
+def check_before_run(model, dataset, config_file_list):
+    """What ``run_recbole`` would find out only after logging its config: the Config, the settings
+    (:func:`check_settings`) and the dataset folder. Raises the error the run would raise."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, command_line=True)
+    check_settings(config)
+    check_dataset_folder(config)
+
+
+def check_dataset_folder(config):
+    """Raise :class:`recbole_mllmr1.cli.UserError` when RecBole will find no interaction file.
+
+    A missing folder is left to RecBole when the name is one RecBole can download."""
+    import importlib.util
+
+    import yaml
+
+    from recbole_mllmr1.cli import UserError
+
+    name, folder = config["dataset"], config["data_path"]
+    convert_hint = "convert raw data with `recbole-mllmr1 convert`, or write the atomic files (README, 'Your own data')"
+    if not os.path.isdir(folder):
+        with open(os.path.join(os.path.dirname(importlib.util.find_spec("recbole").origin), "properties", "dataset", "url.yaml")) as file:
+            if name in (yaml.safe_load(file) or {}):
+                return
+        raise UserError(
+            f"dataset [{name}] not found: no folder {folder} (data_path={os.path.dirname(os.path.normpath(folder)) or '.'}), "
+            f"and RecBole cannot download a dataset of that name; pass --data_path=<folder holding {name}/>, or {convert_hint}"
+        )
+    parts = config["benchmark_filename"]
+    files = [f"{name}.{part}.inter" for part in parts] if parts else [f"{name}.inter"]
+    missing = [file for file in files if not os.path.isfile(os.path.join(folder, file))]
+    if missing:
+        raise UserError(f"dataset folder {folder} has no {', '.join(missing)}; {convert_hint}")
+
+
+def plain_metrics(result):
+    """``hit@1 0.1333  hit@5 0.6000``: RecBole's result dict as plain numbers."""
+    return "  ".join(f"{metric} {float(value):.4f}" for metric, value in result.items())
+
+
+def result_summary(result, trainer=None):
+    """The lines ``run_recbole`` prints when a run ends: the best validation and the test metrics as
+    plain numbers, the log file, and, last, the run folder (MLLMRecR1) or the saved model file."""
+    import logging
+
+    sampled = f" (sampled: {result['eval_user_sample']} users)" if result.get("eval_user_sample") else ""
+    lines = []
+    if result.get("best_valid_result"):
+        lines.append(f"best valid{sampled}: {plain_metrics(result['best_valid_result'])}")
+    lines.append(f"test result{sampled}: {plain_metrics(result['test_result'])}")
+    log_files = [
+        handler.baseFilename for handler in getLogger().handlers
+        if isinstance(handler, logging.FileHandler) and os.path.isfile(handler.baseFilename)  # not /dev/null
+    ]
+    if log_files:
+        lines.append(f"log: {_shown_path(log_files[-1])}")
+    run_dir = getattr(trainer, "run_dir", None)
+    model_file = getattr(trainer, "saved_model_file", None)
+    if run_dir and os.path.isdir(run_dir):
+        lines.append(f"run folder: {_shown_path(run_dir)}")
+    elif model_file and os.path.isfile(model_file):
+        lines.append(f"saved model: {_shown_path(model_file)}")
+    return "\n".join(lines)
+
+
+def _shown_path(path):
+    """``path`` relative to the working folder when it is inside it."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return path if relative.startswith("..") else relative
