@@ -72,7 +72,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "run_recbole=recbole_mllmr1.quick_start:main",
+            "run_recbole=recbole_mllmr1.cli:run_recbole_main",
             "recbole-mllmr1=recbole_mllmr1.cli:main",
         ]
     },

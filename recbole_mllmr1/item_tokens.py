@@ -35,10 +35,15 @@ def add_item_tokens(tokenizer, n_items, vocab_size):
 
     The ids must be contiguous (item i is ``first + i``, so the embedding finds an item by
     subtraction) and at or above the model's ``vocab_size`` (an id below it is a row of the model's
-    own embedding and LM head, which the item token would silently share). ``add_tokens`` skips
-    tokens the tokenizer already has, so calling it again returns the existing first id.
+    own embedding and LM head, which the item token would silently share). A model whose vocabulary
+    is padded beyond its tokenizer (Qwen: 151,936 rows, 151,665 tokens) first gets reserved filler
+    tokens for the unused rows, so the item tokens start right at ``vocab_size``. ``add_tokens``
+    skips tokens the tokenizer already has, so calling it again returns the existing first id.
     """
     texts = [item_token_text(item) for item in range(n_items)]
+    if texts[0] not in tokenizer.get_vocab() and len(tokenizer) < vocab_size:
+        fillers = [f"<|item_reserved_{k}|>" for k in range(vocab_size - len(tokenizer))]
+        tokenizer.add_tokens(fillers, special_tokens=True)
     tokenizer.add_tokens(texts, special_tokens=True)
     ids = tokenizer.convert_tokens_to_ids(texts)
     first = ids[0]

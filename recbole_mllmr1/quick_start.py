@@ -5,7 +5,6 @@ plugin first, the FLOPs count is skipped (it deep-copies the model, an LLM here)
 ``eval_user_sample`` can evaluate a seeded sample of users. ``recbole.quick_start`` is never
 imported: it imports ray, which is broken on numpy 2.
 """
-import argparse
 import os
 import sys
 import time
@@ -164,6 +163,7 @@ def run_recbole(
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, command_line=command_line
     )
+    check_settings(config)  # a wrong value is one line, before the logger prints the whole config
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

@@ -75,9 +75,17 @@ def test_a_listed_item_is_one_token_right_after_its_title(tiny_llm_dir):
         assert tokenizer.decode(ids[:position]).rstrip().endswith(f"Title {item}")
 
 
+def test_a_vocabulary_padded_beyond_the_tokenizer_gets_fillers_so_item_tokens_start_after_it(tiny_llm_dir):
+    tokenizer = load_tokenizer(tiny_llm_dir)
+    length = len(tokenizer)  # like Qwen, whose embedding has more rows than its tokenizer has tokens
+    assert add_item_tokens(tokenizer, 3, length + 5) == length + 5
+    assert tokenizer.convert_tokens_to_ids(item_token_text(2)) == length + 7
+
+
 def test_item_tokens_colliding_with_the_model_vocabulary_are_refused(tiny_llm_dir):
     tokenizer = load_tokenizer(tiny_llm_dir)
     length = len(tokenizer)
+    tokenizer.add_tokens([item_token_text(0)], special_tokens=True)  # an earlier run's token, too early
     with pytest.raises(ValueError, match=f"{length}.*{length + 5}"):
         add_item_tokens(tokenizer, 3, length + 5)
 

