@@ -30,6 +30,7 @@ COMMANDS = {
     "build-cot": ("recbole_mllmr1.cot.cli", "Build the confidence-filtered, mixed-grained CoT training file."),
     "compare": ("recbole_mllmr1.compare.cli", "Run MLLMRecR1 and RecBole baselines side by side."),
     "recommend": ("recbole_mllmr1.recommend", "Show a trained model's reasoning and ranking for one user."),
+    "export": ("recbole_mllmr1.export", "Write a trained run as a plain Hugging Face checkpoint (LoRA merged, item tokens as embedding rows)."),
 }
 # The module of ``run_recbole``'s runs, dispatched by name like the commands above: it imports this
 # module (the parser, the error reporting), so a static import back would make an import circle.

@@ -7,17 +7,17 @@ embeddings become extra rows of an untied, resized input embedding
 tokens gives the same logits over the original vocabulary. ``grounding.json`` in the folder says
 what the checkpoint cannot hold: the fusion weight the run chose and the sequential model it fuses.
 """
+import json
 import os
 
-from recbole_mllmr1.item_tokens import export_hybrid_checkpoint, projector_of
 from recbole_mllmr1.json_files import write_json_atomically
-from recbole_mllmr1.recommend import load_trained_model
-from recbole_mllmr1.trainer import FUSION_WEIGHTS
+from recbole_mllmr1.recommend import check_run_folder, load_trained_model
 
 
 def export_run(checkpoint, out, dataset=None, data_path=None):
     """Write the merged model of the run folder ``checkpoint`` to ``out``; returns ``out``."""
-    import json
+    from recbole_mllmr1.item_tokens import export_hybrid_checkpoint, projector_of
+    from recbole_mllmr1.trainer import FUSION_WEIGHTS
 
     model, _ = load_trained_model(checkpoint, dataset, data_path)
     llm = model.language_model.merge_and_unload()
@@ -39,3 +39,16 @@ def export_run(checkpoint, out, dataset=None, data_path=None):
         indent=1,
     )
     return out
+
+
+def add_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="run folder written by run_recbole (under checkpoint_dir)")
+    parser.add_argument("--out", required=True, help="folder for the Hugging Face checkpoint")
+    parser.add_argument("--dataset", default=None, help="dataset name (default: the run's)")
+    parser.add_argument("--data-path", default=None, help="folder holding the dataset (default: the run's)")
+
+
+def run(args):
+    check_run_folder(args.checkpoint)  # a wrong folder fails before the dataset and the LLM load
+    print(f"Exported to {export_run(args.checkpoint, args.out, args.dataset, args.data_path)}")
+    return 0

@@ -27,7 +27,7 @@ _TRAINING_KEYS = {
     "enable_amp", "enable_scaler", "require_pow", "config_files", "allow_unknown_keys",
 }
 # Keys MLLMRecR1's yaml sets that define the data and the evaluation the sequential model shares.
-_SHARED_EVALUATION_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "seed", "reproducibility")
+_SHARED_EVALUATION_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "seed", "reproducibility", "show_progress")
 
 
 def _plugin_keys():

@@ -49,26 +49,36 @@ def test_the_run_trains_the_sequential_model_once_and_reuses_its_checkpoint(grou
 
 
 def _with_other_test_items(source, target):
-    """A copy of the tiny dataset whose every user's last interaction (RecBole's test item) is another item."""
+    """A copy of the tiny dataset in which users' last interaction (RecBole's test item) is another item.
+
+    RecBole numbers items in order of first appearance: only items that appear earlier in the file
+    are swapped, so every item keeps its id. Returns the folder and how many test items changed.
+    """
     shutil.copytree(source, target)
     inter = os.path.join(target, "tiny", "tiny.inter")
     with open(inter) as file:
         header, *lines = file.read().splitlines()
     rows = [line.split("\t") for line in lines]
-    last = {}
+    first_seen, last = {}, {}
     for index, row in enumerate(rows):
+        first_seen.setdefault(row[1], index)
         last[row[0]] = index  # rows are in time order per user
+    changed = 0
     for user, index in last.items():
         seen = {row[1] for row in rows if row[0] == user}
-        rows[index][1] = next(f"i{k}" for k in range(40, 0, -1) if f"i{k}" not in seen)
+        earlier = [item for item, position in first_seen.items() if position < index and item not in seen]
+        if first_seen[rows[index][1]] < index and earlier:
+            rows[index][1] = earlier[0]
+            changed += 1
     with open(inter, "w") as file:
         file.write("\n".join([header] + ["\t".join(row) for row in rows]) + "\n")
-    return target
+    return target, changed
 
 
 def test_the_sequential_model_never_sees_the_test_interactions(tiny_data_path, tmp_path):
     """Trained on RecBole's training split (validation only for early stopping): other test items, the same model."""
-    other = _with_other_test_items(tiny_data_path, str(tmp_path / "other"))
+    other, changed = _with_other_test_items(tiny_data_path, str(tmp_path / "other"))
+    assert changed >= 20  # of the 30 users
     weights = []
     for data_path, folder in ((tiny_data_path, "a"), (other, "b")):
         checkpoint = ensure_sequential_model(tiny_config(data_path, str(tmp_path / folder)))
@@ -77,23 +87,23 @@ def test_the_sequential_model_never_sees_the_test_interactions(tiny_data_path, t
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
-def test_a_checkpoint_of_another_dataset_or_item_count_is_refused_before_any_work(grounded, tmp_path):
+def test_a_checkpoint_of_another_dataset_or_item_count_is_refused_before_any_work(grounded, tiny_data_path, tmp_path):
     config, *_ = grounded
     (checkpoint,) = glob.glob(os.path.join(config["checkpoint_dir"], "sequential_model", "SASRec-tiny-*.pth"))
     saved = read_checkpoint(checkpoint)
     saved["config"]["dataset"] = "ml-100k"
     saved["state_dict"]["item_embedding.weight"] = torch.zeros(1683, 16)
     torch.save(saved, tmp_path / "other.pth")
-    other = tiny_config(config["data_path"], str(tmp_path), retriever_checkpoint=str(tmp_path / "other.pth"))
+    other = tiny_config(tiny_data_path, str(tmp_path), retriever_checkpoint=str(tmp_path / "other.pth"))
     with pytest.raises(SettingsError, match=r"retriever_checkpoint.*trained on dataset \[ml-100k\]"):
         check_settings(other)
     saved["config"]["dataset"] = "tiny"
     torch.save(saved, tmp_path / "items.pth")
-    other = tiny_config(config["data_path"], str(tmp_path), retriever_checkpoint=str(tmp_path / "items.pth"))
+    other = tiny_config(tiny_data_path, str(tmp_path), retriever_checkpoint=str(tmp_path / "items.pth"))
     check_settings(other)  # the item count needs the dataset: checked when the run loads it, before the LLM
     with pytest.raises(ValueError, match=r"1683 item rows, this dataset has 41 items"):
         prepare_run(other)
-    missing = tiny_config(config["data_path"], str(tmp_path), retriever_checkpoint=str(tmp_path / "none.pth"))
+    missing = tiny_config(tiny_data_path, str(tmp_path), retriever_checkpoint=str(tmp_path / "none.pth"))
     with pytest.raises(SettingsError, match=r"\[retriever_checkpoint\] = .*none.pth.*no such file"):
         check_settings(missing)
 
@@ -122,9 +132,8 @@ def test_every_listed_item_has_one_item_token_after_its_title(grounded):
     first = projector_of(model.language_model).first_item_id
     assert [i - first for i in ids if i >= first] == history + candidates
     for item in history + candidates:
-        position = ids.index(first + item)
-        title_ids = model.tokenizer(" " + model.item_title(item), add_special_tokens=False)["input_ids"]
-        assert model.tokenizer.decode(ids[position - len(title_ids) : position]).strip().endswith(model.item_title(item))
+        before = model.tokenizer.decode(ids[: ids.index(first + item)])
+        assert before.rstrip().endswith(model.item_title(item))
     # Teachers read the text-only listing.
     assert "<|item_" not in model.item_entry(1)[1] and "<|item_1|>" in model.prompt_entry(1)[1]
 
@@ -134,8 +143,8 @@ def test_the_projector_trains_with_lora_in_sft_and_item_tokens_are_never_generat
     stages.attach_lora(config, model)
     projector = projector_of(model.language_model)
     before = {k: v.detach().clone() for k, v in projector.item_projector.state_dict().items()}
+    config["sft_data"], config["sft_steps"], config["sft_batch_size"], config["item_token_curriculum"] = "plain", 2, 2, 0.0
     records = stages.sft_records(config, model, train_data._dataset)[:4]
-    config["sft_steps"], config["sft_batch_size"], config["item_token_curriculum"] = 2, 2, 0.0
     output = stages.run_sft(config, model, records, str(tmp_path / "sft"))
     assert output.metrics["hybrid_sample_share"] == 1.0  # no curriculum: every sample keeps its item tokens
     after = projector.item_projector.state_dict()
@@ -161,7 +170,8 @@ def test_with_a_tied_llm_fusion_ranks_as_the_sequential_model(grounded, monkeypa
     _, model, _, _, test_data = grounded
     monkeypatch.setattr(model, "title_log_probs", TiedLLM().log_probs)
     dataset = test_data._dataset
-    candidates = [5, 9, 13, 2, 30, 21, 7, 11, 17, 25]
+    history = set(dataset.inter_feat[model.ITEM_SEQ][0].tolist())
+    candidates = [item for item in (5, 9, 13, 2, 30, 21, 7, 11, 17, 25, 3, 4, 6, 8, 10, 12) if item not in history][:10]
     rows = Interaction(
         {
             model.USER_ID: dataset.inter_feat[model.USER_ID][0].repeat(10),
@@ -170,7 +180,8 @@ def test_with_a_tied_llm_fusion_ranks_as_the_sequential_model(grounded, monkeypa
             model.ITEM_ID: torch.tensor(candidates),
         }
     )
-    sequential = model.retrieval_scores(dataset.inter_feat[:1])[0, candidates]
+    sequential = model.retrieval_scores(dataset.inter_feat[:1])[0, candidates]  # history items would be -inf here
+    assert torch.isfinite(sequential).all()
     model.set_fusion_weight(0.5)
     try:
         fused = model.predict(rows)
@@ -230,7 +241,7 @@ def test_a_trained_run_tests_each_stage_fused_by_the_llm_alone_and_by_the_sequen
 
 @pytest.mark.slow
 def test_the_projector_gets_gradients_and_changes_in_a_real_sft_step_of_the_default_model(tiny_data_path, default_llm_dir, tmp_path):
-    config = tiny_config(tiny_data_path, str(tmp_path), llm_path=default_llm_dir, sft_steps=1, sft_batch_size=2, item_token_curriculum=0.0)
+    config = tiny_config(tiny_data_path, str(tmp_path), llm_path=default_llm_dir, sft_data="plain", sft_steps=1, sft_batch_size=2, item_token_curriculum=0.0)
     model, train_data, _, _ = prepare_run(config)
     stages.attach_lora(config, model)
     projector = projector_of(model.language_model)
