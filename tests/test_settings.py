@@ -41,7 +41,7 @@ def test_defaults_and_every_shipped_config_pass(tiny_data_path, config_files):
         ("eval_user_sample", 0, "an int >= 1"),
         ("stages", ["grpo", "sft"], "in that order"),
         ("stages", ["sft", "rl"], "distinct names from ['sft', 'grpo']"),
-        ("grpo_rewards", ["format", "hit"], "distinct names from ['format', 'accuracy']"),
+        ("grpo_rewards", ["format", "hit"], "distinct names from ['format', 'accuracy', 'paper']"),
         ("reasoning_eval", "sometimes", "one of 'auto', True, False"),
         ("sft_data", "cot", "one of 'mixed', 'plain'"),
         ("textualizer", "clip", "one of 'offline', 'vlm', 'vllm', 'none'"),

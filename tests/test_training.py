@@ -75,7 +75,9 @@ def test_sft_changes_the_lora_weights_and_grpo_exactly_when_its_rewards_differ(t
 
 def test_stage_results_history_and_plot(trained_run):
     result, run_dir, _, _ = trained_run
-    assert list(result["stage_results"]) == ["zero-shot", "sft", "grpo"]
+    stages = ["zero-shot", "sft", "grpo"]
+    assert list(result["stage_results"]) == [f"{stage}{suffix}" for stage in stages for suffix in ("", " (LLM alone)", " (sequential model alone)")]
+    assert set(stages) <= set(result["fusion_weights"]) and result["grpo_hit_spread"]["steps"] == 2
     assert all("ndcg@5" in metrics for metrics in result["stage_results"].values())
     with open(os.path.join(run_dir, "history.jsonl")) as file:
         history = [json.loads(line) for line in file]
