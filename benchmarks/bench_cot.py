@@ -25,6 +25,7 @@ from recbole_mllmr1.config import Config
 from recbole_mllmr1.cot.build import build_mixed_grained_dataset, cot_statistics, provenance_path
 from recbole_mllmr1.cot.cache import read_jsonl
 from recbole_mllmr1.quick_start import prepare_run
+from recbole_mllmr1.sequential_model import TEXT_ONLY
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -60,6 +61,7 @@ def main():
             dataset="ml-100k",
             config_file_list=args.config_files.split() if args.config_files else None,
             config_dict={
+                **TEXT_ONLY,
                 "state": "WARNING",
                 "show_progress": True,
                 "cot_teacher": args.teacher,

@@ -33,12 +33,13 @@ def _score(path, args, queue):
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.listing import listing_order
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.sequential_model import TEXT_ONLY
     from recbole_mllmr1.scoring import TitleScorer
 
     config = Config(
         model="MLLMRecR1",
         dataset="ml-100k",
-        config_dict={"stages": [], "state": "WARNING", "max_history": args.max_history, "use_image_text": args.image_text},
+        config_dict={"stages": [], "state": "WARNING", "max_history": args.max_history, "use_image_text": args.image_text, **TEXT_ONLY},
     )
     model, _, _, test_data = prepare_run(config)
     model.eval()

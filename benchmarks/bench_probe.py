@@ -51,9 +51,10 @@ def main():
 
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.sequential_model import TEXT_ONLY
     from recbole_mllmr1.training_samples import draw_training_samples
 
-    config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[MAIN_CPU], config_dict={"state": "WARNING", "stages": []})
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[MAIN_CPU], config_dict={"state": "WARNING", "stages": [], **TEXT_ONLY})
     model, train_data, _, _ = prepare_run(config)
     model.language_model.eval()
     torch.manual_seed(0)

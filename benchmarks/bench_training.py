@@ -27,11 +27,12 @@ def _run_stage(stage, steps, config_file, queue):
 
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.sequential_model import TEXT_ONLY
     from recbole_mllmr1.training import stages
 
     config = Config(model="MLLMRecR1", dataset="ml-100k", config_file_list=[config_file],
                     config_dict={"state": "WARNING", "stages": [stage], "sft_data": "plain", f"{stage}_steps": steps,
-                                 "show_progress": False})
+                                 "show_progress": False, **TEXT_ONLY})
     model, train_data, _, _ = prepare_run(config)
     stages.attach_lora(config, model)
     tokens = []

@@ -19,6 +19,10 @@ from recbole.utils import ModelType
 from recbole_mllmr1.config import properties_path
 from recbole_mllmr1.utils import get_model
 
+# The config of MLLMRecR1 without collaborative grounding: no sequential model to train or read
+# (popularity retrieval in full ranking), text-only prompts, the LLM's own scores.
+TEXT_ONLY = {"sequential_model": None, "item_tokens": False, "fusion_weight": 0}
+
 # RecBole keys that say how a model trains rather than what the data and evaluation are: the
 # sequential model takes RecBole's defaults for its own model, then ``sequential_model_config``.
 _TRAINING_KEYS = {

@@ -61,8 +61,6 @@ TINY_CONFIG = {
     "show_progress": False,
     "state": "WARNING",
 }
-# The text-only model: no sequential model to train or read.
-TEXT_ONLY = {"sequential_model": None, "item_tokens": False, "fusion_weight": 0}
 
 
 @pytest.fixture(scope="session")

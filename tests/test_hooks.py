@@ -6,6 +6,7 @@ from PIL import Image
 
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.quick_start import prepare_run
+from recbole_mllmr1.sequential_model import TEXT_ONLY
 from tests.conftest import SHARED, TINY_CONFIG, write_tiny_dataset
 
 
@@ -66,7 +67,7 @@ def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):
     config = Config(
         model="MLLMRecR1",
         dataset="ml-100k",
-        config_dict={"stages": [], "state": "WARNING", "textualizer": "offline", "textualize_cache_dir": str(tmp_path),
+        config_dict={**TEXT_ONLY, "stages": [], "state": "WARNING", "textualizer": "offline", "textualize_cache_dir": str(tmp_path),
                      "image_dir": os.path.join(SHARED, "data", "ml-100k-posters", "images"), "show_progress": False},
     )
     # Describe only a few posters here: keep the folder but point the hook at 12 of them.

@@ -9,8 +9,9 @@ from recbole_mllmr1.listing import listing_order
 from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import strict_rank_scores
 from recbole_mllmr1.quick_start import prepare_run
 from recbole_mllmr1.scoring import TitleScorer
+from recbole_mllmr1.sequential_model import TEXT_ONLY
 from recbole_mllmr1.trainer import MLLMRecR1Trainer
-from tests.conftest import TEXT_ONLY, TINY_CONFIG, write_tiny_dataset
+from tests.conftest import TINY_CONFIG, write_tiny_dataset
 
 
 def build(dataset_name, config_dict):

@@ -100,13 +100,15 @@ def add_gain_over_zero_shot(rows, entries, results):
     """A trained stage's row against the zero-shot test of the same run (same users, same candidates).
 
     The trainer tests the untrained model first, so "does training help" is a paired question
-    within one run, apart from how far the row is from the best baseline.
+    within one run, apart from how far the row is from the best baseline. A stage scored a
+    particular way (``sft (LLM alone)``) is compared with the zero-shot model scored the same way.
     """
     for row, entry in zip(rows, entries):
-        if not row.stage or row.stage == ZERO_SHOT:
+        if not row.stage or row.stage.startswith(ZERO_SHOT):
             continue
+        same_scoring = ZERO_SHOT + row.stage[row.stage.find(" ") :] if " " in row.stage else ZERO_SHOT
         seeds = [seed for seed in results[row.name] if not seed.error]
-        zero_shot = [replace(seed, per_user_file=per_user_file(seed.spec.run_dir, ZERO_SHOT)) for seed in seeds]
+        zero_shot = [replace(seed, per_user_file=per_user_file(seed.spec.run_dir, same_scoring)) for seed in seeds]
         if not seeds or not all(os.path.isfile(seed.per_user_file) for seed in zero_shot):
             continue
         values, reference = paired_values(seeds, zero_shot, SIGNIFICANCE_METRIC)
