@@ -238,6 +238,7 @@ def check_settings(config):
     keys = RULES if config["model"] == "MLLMRecR1" else EVERY_MODEL
     for key in keys:
         RULES[key](key, config[key])
+    _check_time_field_loaded(config)
     if config["model"] != "MLLMRecR1":
         return
     if config["max_history"] > config["MAX_ITEM_LIST_LENGTH"]:
@@ -267,3 +268,180 @@ def _check_grounding(config):
             "TRL's vLLM weight sync copies the LLM's own weights and cannot map the item-token projector, so vLLM "
             "rollouts would see untrained item tokens; set use_vllm: False (or item_tokens: False) for grounded GRPO",
         )
+
+
+def _check_time_field_loaded(config):
+    """A time-ordered split (``eval_args.order: TO``) needs the time field among the loaded inter columns.
+
+    Without it RecBole fails later with ``[timestamp] is not exist in interaction``, after the
+    dataset is read. ``load_col: ~`` loads every column and passes.
+    """
+    eval_args = config["eval_args"] or {}
+    time_field = config["TIME_FIELD"]
+    load_col = config["load_col"]
+    if eval_args.get("order") != "TO" or not time_field or not isinstance(load_col, dict):
+        return
+    inter_columns = load_col.get("inter") or []
+    if isinstance(inter_columns, str):
+        inter_columns = [inter_columns]
+    if time_field in inter_columns:
+        return
+    raise SettingsError(
+        f"Config key [load_col] loads the inter columns {list(inter_columns)} without the time field [{time_field}] "
+        f"(TIME_FIELD), but eval_args.order is 'TO': the leave-one-out split orders each user's interactions by time. "
+        f"Add {time_field} to load_col's inter list (and a {time_field}:float column to the .inter file), "
+        f"or set eval_args.order: RO for a random order."
+    )
+
+
+# ---- CPU cost estimate ------------------------------------------------------------------------
+# Seconds measured on the project's 2-core CPU VM with SmolLM2-135M-Instruct (the default LLM);
+# the figures are in benchmarks/results/README.md ("The main command" and the CPU throughput tables).
+#
+# Scoring: ~1 user per second with max_history 5 and uni9 (10 candidates per user): the main
+# command's zero-shot validation of 60 users took ~1 min. Cost grows with the candidates (one
+# title scored per candidate) and with the prompt length; about half of a 5-item prompt (~390
+# tokens) is the history, so a history of h items costs (h + 5) / 10 of it.
+SCORING_S_PER_USER = 1.0
+SCORING_REFERENCE_CANDIDATES = 10
+SCORING_REFERENCE_HISTORY = 5
+# Reasoning before scoring (after GRPO, reasoning_eval: auto): the main command's validations after
+# GRPO took ~1.6 min instead of ~1 min for 60 users with 12 reasoning tokens: ~0.05 s per token and user.
+REASONING_S_PER_TOKEN = 0.05
+# SFT: ~1.8 s per sample with LoRA on every linear layer of the last 8 decoder layers
+# (main_cpu.yaml: 24 steps x 4 samples in ~5 min with its validation); rounded up to 2 s. LoRA on
+# every layer (lora_last_layers: ~) costs more: the backward pass then runs through the whole model.
+SFT_S_PER_SAMPLE = 2.0
+# GRPO: 15-19 s per step of 4 completions (main_cpu.yaml: 8 steps in ~3 min with its validation);
+# scaled by the completions per step.
+GRPO_S_PER_STEP = 15.0
+GRPO_REFERENCE_COMPLETIONS = 4
+# CoT teacher (sft_data: mixed): ~13 s per sample with the 135M teacher (pseudo-CoT, then refinement).
+COT_S_PER_SAMPLE = 13.0
+# SASRec trained in the run: ~52 s per epoch over ml-100k with 20-item histories; rounded to 1 min.
+SEQUENTIAL_MIN_PER_EPOCH = 1.0
+# RecBole's default of 300 epochs ends with early stopping (stopping_step 10) far sooner; counted as 30.
+SEQUENTIAL_DEFAULT_EPOCHS = 30
+# A run estimated over this many minutes on CPU is announced before it starts.
+CPU_WARNING_MINUTES = 30
+LAPTOP_CONFIG = "properties/quick_start_config/main_cpu.yaml"
+
+
+def _candidates_per_user(config):
+    """Candidates scored per evaluated user: N + 1 in 'uniN' / 'popN' mode, rerank_topk in full ranking."""
+    mode = (config["eval_args"] or {}).get("mode", "full")
+    if isinstance(mode, dict):
+        mode = mode.get("test", mode.get("valid", "full"))
+    mode = str(mode)
+    for prefix in ("uni", "pop"):
+        if mode.startswith(prefix) and mode[len(prefix):].isdigit():
+            return int(mode[len(prefix):]) + 1
+    if mode == "full":
+        return config["rerank_topk"]
+    return SCORING_REFERENCE_CANDIDATES
+
+
+def _count_users(config, max_lines=2_000_000):
+    """Distinct users in the first ``max_lines`` lines of ``<data_path>/<dataset>.inter``; None if it is absent."""
+    path = os.path.join(config["data_path"] or "", f"{config['dataset']}.inter")
+    if not os.path.isfile(path):
+        return None
+    separator = config["field_separator"] or "\t"
+    users = set()
+    with open(path, encoding="utf-8", errors="replace") as inter:
+        header = inter.readline().rstrip("\n").split(separator)
+        names = [column.split(":")[0] for column in header]
+        if config["USER_ID_FIELD"] not in names:
+            return None
+        column = names.index(config["USER_ID_FIELD"])
+        for number, line in enumerate(inter):
+            if number >= max_lines:
+                break
+            fields = line.rstrip("\n").split(separator)
+            if len(fields) > column:
+                users.add(fields[column])
+    return len(users)
+
+
+def cpu_cost_parts(config, n_users=None):
+    """MLLMRecR1's estimated CPU minutes by part (``{part: minutes}``), from the config alone.
+
+    ``n_users``: the dataset's users with a test interaction (counted from the ``.inter`` file when
+    not given); ``eval_user_sample`` caps it. Parts: the sequential model's training, the CoT
+    teacher, SFT, GRPO, and the validation and test passes. Constants: see the comments above.
+    """
+    stages = list(config["stages"] or [])
+    parts = {}
+    sequential = config["sequential_model"] and not config["retriever_checkpoint"]
+    if sequential:
+        try:
+            from recbole_mllmr1.sequential_model import cached_checkpoint_path
+
+            sequential = not os.path.isfile(cached_checkpoint_path(config))
+        except Exception:  # an estimate: a config the cache path cannot describe counts as not cached
+            pass
+    if sequential:
+        epochs = (config["sequential_model_config"] or {}).get("epochs") or SEQUENTIAL_DEFAULT_EPOCHS
+        parts[f"{config['sequential_model']} ({epochs} epochs)"] = epochs * SEQUENTIAL_MIN_PER_EPOCH
+    if "sft" in stages and config["sft_data"] == "mixed":
+        teacher_samples = config["cot_num_samples"]
+        if teacher_samples is None:
+            teacher_samples = config["train_samples"] or 0
+        if config["train_samples"]:
+            teacher_samples = min(teacher_samples, config["train_samples"])
+        if teacher_samples:
+            parts[f"CoT teacher ({teacher_samples} samples)"] = teacher_samples * COT_S_PER_SAMPLE / 60
+    if "sft" in stages:
+        samples = config["sft_steps"] * config["sft_batch_size"] * config["sft_gradient_accumulation_steps"]
+        parts[f"SFT ({config['sft_steps']} steps, {samples} samples)"] = samples * SFT_S_PER_SAMPLE / 60
+    if "grpo" in stages:
+        completions = config["grpo_batch_size"] * config["grpo_gradient_accumulation_steps"]
+        seconds = config["grpo_steps"] * GRPO_S_PER_STEP * completions / GRPO_REFERENCE_COMPLETIONS
+        parts[f"GRPO ({config['grpo_steps']} steps)"] = seconds / 60
+    if n_users is None:
+        n_users = _count_users(config)
+    if config["eval_user_sample"]:
+        n_users = min(n_users, config["eval_user_sample"]) if n_users else config["eval_user_sample"]
+    if n_users:
+        steps = {"sft": config["sft_steps"], "grpo": config["grpo_steps"]}
+        # The untrained model is validated once, each stage every eval_step steps (and at its end);
+        # each stage's best adapter and the zero-shot model are tested.
+        validations = 1 + sum(-(-steps[stage] // config["eval_step"]) for stage in stages)
+        tests = len(stages) + 1
+        candidates = _candidates_per_user(config)
+        per_user = (
+            SCORING_S_PER_USER
+            * candidates / SCORING_REFERENCE_CANDIDATES
+            * (config["max_history"] + SCORING_REFERENCE_HISTORY) / (2 * SCORING_REFERENCE_HISTORY)
+        )
+        seconds = (validations + tests) * n_users * per_user
+        reasoning = config["reasoning_eval"]
+        if reasoning is True or (reasoning == "auto" and "grpo" in stages):
+            reasoning_passes = (validations + tests) if reasoning is True else (-(-steps["grpo"] // config["eval_step"]) + 1)
+            seconds += reasoning_passes * n_users * config["max_reasoning_tokens"] * REASONING_S_PER_TOKEN
+        parts[f"evaluation ({validations} validations + {tests} tests of {n_users} users x {candidates} candidates)"] = seconds / 60
+    return parts
+
+
+def estimated_cpu_minutes(config, n_users=None):
+    """Estimated minutes of an MLLMRecR1 run on a 2-core CPU (see :func:`cpu_cost_parts`)."""
+    return sum(cpu_cost_parts(config, n_users).values())
+
+
+def warn_if_long_on_cpu(config, logger, n_users=None):
+    """Log a warning before an MLLMRecR1 run on CPU estimated over ``CPU_WARNING_MINUTES``; the run goes on.
+
+    Returns the estimate in minutes (None when nothing is estimated: another model or a GPU).
+    """
+    if config["model"] != "MLLMRecR1" or str(config["device"]).split(":")[0] != "cpu":
+        return None
+    parts = cpu_cost_parts(config, n_users)
+    total = sum(parts.values())
+    if total > CPU_WARNING_MINUTES:
+        main = ", ".join(f"{name} ~{minutes:.0f} min" for name, minutes in sorted(parts.items(), key=lambda p: -p[1]))
+        logger.warning(
+            f"This MLLMRecR1 run is estimated at ~{total:.0f} min on CPU ({main}). "
+            f"For a run sized for a laptop (~15 min on 2 cores) use --config_files={LAPTOP_CONFIG}, "
+            "or reduce eval_user_sample, train_samples, sft_steps, grpo_steps and cot_num_samples."
+        )
+    return total
