@@ -12,6 +12,7 @@ from logging import getLogger
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from recbole.data import create_dataset
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.data.utils import data_preparation as recbole_data_preparation
@@ -21,7 +22,7 @@ from recbole_mllmr1.config import Config
 from recbole_mllmr1.hooks import attach_image_texts
 from recbole_mllmr1.json_files import write_json_atomically
 from recbole_mllmr1.sequential_model import cached_checkpoint_path, load_sequential_model, sequential_config_dict
-from recbole_mllmr1.settings import check_settings
+from recbole_mllmr1.settings import check_settings, warn_if_long_on_cpu
 from recbole_mllmr1.trainer import get_trainer
 from recbole_mllmr1.utils import get_model
 
@@ -74,7 +75,13 @@ def prepare_run(config):
     from its cache) and the textualize stage runs just before the model is built.
     """
     check_settings(config)
-    sequential_checkpoint = ensure_sequential_model(config) if config["model"] == "MLLMRecR1" else None
+    warn_if_long_on_cpu(config, getLogger())
+    sequential_checkpoint = None
+    if config["model"] == "MLLMRecR1":
+        # Under torchrun every process builds the model: one trains the sequential model, the others
+        # then read its cached checkpoint (the state the trainer uses, see MLLMRecR1Trainer).
+        with PartialState(cpu=torch.device(config["device"]).type == "cpu").main_process_first():
+            sequential_checkpoint = ensure_sequential_model(config)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
