@@ -281,6 +281,8 @@ def _check_time_field_loaded(config):
     load_col = config["load_col"]
     if eval_args.get("order") != "TO" or not time_field or not isinstance(load_col, dict):
         return
+    if not os.path.isfile(os.path.join(config["data_path"], f"{config['dataset']}.inter")):
+        return  # no dataset there: that is reported as such, first
     inter_columns = load_col.get("inter") or []
     if isinstance(inter_columns, str):
         inter_columns = [inter_columns]

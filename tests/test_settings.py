@@ -75,9 +75,10 @@ def test_the_grpo_batch_rule_is_checked_before_any_training(tiny_data_path):
 
 
 def test_other_models_are_checked_on_the_plugin_keys_they_read_only(tiny_data_path):
-    config = Config(model="SASRec", dataset="tiny", config_dict={"data_path": tiny_data_path, "state": "WARNING", "stages": "anything"})
+    loaded = {"data_path": tiny_data_path, "state": "WARNING", "load_col": TINY_CONFIG["load_col"]}
+    config = Config(model="SASRec", dataset="tiny", config_dict={**loaded, "stages": "anything"})
     check_settings(config)
-    config = Config(model="SASRec", dataset="tiny", config_dict={"data_path": tiny_data_path, "state": "WARNING", "eval_user_sample": "abc"})
+    config = Config(model="SASRec", dataset="tiny", config_dict={**loaded, "eval_user_sample": "abc"})
     with pytest.raises(SettingsError, match=r"\[eval_user_sample\] = 'abc'"):
         check_settings(config)
 
