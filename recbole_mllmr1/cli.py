@@ -32,6 +32,13 @@ COMMANDS = {
     "recommend": ("recbole_mllmr1.recommend", "Show a trained model's reasoning and ranking for one user."),
     "export": ("recbole_mllmr1.export", "Write a trained run as a plain Hugging Face checkpoint (LoRA merged, item tokens as embedding rows)."),
 }
+# Commands that read a RecBole config take its command line as ``run_recbole`` does: any config key
+# as ``--key=value`` and yaml files as ``--config_files`` (their dash flags are shorthands for keys).
+CONFIG_COMMANDS = ("textualize", "build-cot", "compare", "recommend")
+CONFIG_EPILOG = (
+    "Any config key can be given as --key=value (RecBole's form, e.g. --data_path=dataset/), and yaml "
+    f"files as --config_files=\"a.yaml b.yaml\": the keys are listed in {CONFIGURATION_DOCS}."
+)
 # The module of ``run_recbole``'s runs, dispatched by name like the commands above: it imports this
 # module (the parser, the error reporting), so a static import back would make an import circle.
 RUN_RECBOLE_MODULE = "recbole_mllmr1.quick_start"
@@ -68,11 +75,23 @@ def main(argv=None):
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     chosen = argv[0] if argv else None
     for name, (module, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        takes_config = name in CONFIG_COMMANDS
+        # allow_abbrev=False: --data=x must not pass for --data-path=x when every --key=value is a config key.
+        sub = subparsers.add_parser(
+            name, help=help_text, description=help_text, epilog=CONFIG_EPILOG if takes_config else None, allow_abbrev=not takes_config
+        )
         if name == chosen:
             importlib.import_module(module).add_arguments(sub)
-    args, _ = parser.parse_known_args(argv) if chosen not in COMMANDS else (parser.parse_args(argv), None)
+            if takes_config:
+                add_config_files_argument(sub)
+    if chosen not in COMMANDS:
+        parser.parse_args(argv)  # --help, --version, or argparse's error for an unknown command
+    args, rest = parser.parse_known_args(argv)
     try:
+        if args.command in CONFIG_COMMANDS:
+            args.config_dict = config_arguments(rest, f"recbole-mllmr1 {args.command}")
+        elif rest:
+            parser.parse_args(argv)  # argparse's own "unrecognized arguments" error
         check_config_files(getattr(args, "config_files", None))
         return importlib.import_module(COMMANDS[args.command][0]).run(args)
     except SystemExit as stop:
@@ -84,6 +103,55 @@ def main(argv=None):
         if report_user_error(error, debug, ["recbole-mllmr1", *argv]):
             return EXIT_USER_ERROR
         raise
+
+
+def add_config_files_argument(parser):
+    """``--config_files``, as ``run_recbole`` takes it."""
+    parser.add_argument(
+        "--config_files", type=str, default=None,
+        help='space-separated yaml config files, later ones win: --config_files="a.yaml b.yaml" (default: none)',
+    )
+
+
+def is_config_argument(arg):
+    """Whether RecBole's Config reads ``arg`` as a key: ``--key=value``, with exactly one ``=``."""
+    return arg.startswith("--") and len(arg[2:].split("=")) == 2
+
+
+def config_arguments(args, command):
+    """``{key: value}`` of ``args``, the arguments ``command``'s own flags left, which must be config
+    keys in RecBole's form ``--key=value``, each key once and known
+    (:func:`recbole_mllmr1.known_keys.check_known_keys`). Values stay as typed: RecBole's Config
+    converts them. RecBole would ignore ``--eval_user_sample 60`` with a warning and run the full protocol."""
+    from recbole_mllmr1.known_keys import check_known_keys
+
+    seen = {}
+    for arg in args:
+        if arg.startswith("--") and arg.count("=") > 1:
+            raise UserError(f"argument [{arg}]: RecBole's command line cannot hold a value with '='; set it in a --config_files yaml")
+        if not is_config_argument(arg):
+            raise UserError(
+                f"argument [{arg}] is not of the form --key=value; config keys are given only so "
+                f"(e.g. --eval_user_sample=60, no spaces around '='): see {command} --help"
+            )
+        key, value = arg[2:].split("=")
+        if seen.setdefault(key, value) != value:
+            raise UserError(f"--{key} is given twice, as {seen[key]!r} and {value!r}")
+    check_known_keys(seen, "the command line")
+    return seen
+
+
+def with_flags(config_dict, flags, command):
+    """``config_dict`` (``--key=value`` keys) and the dash flags given (``{key: value}``, None when not
+    given) as one dict; a key given both ways is an error naming both."""
+    merged = dict(config_dict)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in config_dict:
+            raise UserError(f"{command}: [{key}] is given twice, as --{key}={config_dict[key]} and by its dash flag ({value!r}); keep one")
+        merged[key] = value
+    return merged
 
 
 # ---- run_recbole's command line ----------------------------------------------------------------
@@ -165,10 +233,7 @@ def run_recbole_parser():
     )
     parser.add_argument("--model", "-m", type=str, default="MLLMRecR1", help="model name, the plugin's or RecBole's (default: %(default)s)")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name (default: %(default)s)")
-    parser.add_argument(
-        "--config_files", type=str, default=None,
-        help='space-separated yaml config files, later ones win: --config_files="a.yaml b.yaml" (default: none)',
-    )
+    add_config_files_argument(parser)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return parser

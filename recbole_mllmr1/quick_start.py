@@ -66,24 +66,34 @@ def data_preparation(config, dataset):
     return train_data, valid_data, test_data
 
 
-def prepare_run(config):
+def prepare_run(config, log_config=False):
     """RecBole's dataset, split and dataloaders for ``config``, and the initialised model.
 
-    The settings are checked first: a wrong value fails before any data or LLM loads. This is
-    the one way the package builds a config's data and model (``run_recbole``, ``build-cot``
-    and ``recommend`` all come here); for MLLMRecR1 the sequential model is trained (or read
-    from its cache) and the textualize stage runs just before the model is built.
+    The settings are checked first, then the dataset loads: a wrong value or a data error fails
+    before any training or LLM loads, and (``log_config``: ``run_recbole``) before the config is
+    logged. This is the one way the package builds a config's data and model (``run_recbole``,
+    ``build-cot`` and ``recommend`` all come here); for MLLMRecR1 the sequential model is trained
+    (or read from its cache) and the textualize stage runs just before the model is built.
     """
     check_settings(config)
     warn_if_long_on_cpu(config, getLogger())
+    init_seed(config["seed"], config["reproducibility"])
+    try:
+        dataset = create_dataset(config)
+    except (ValueError, KeyError) as error:  # RecBole's messages name the column, not the dataset
+        from recbole_mllmr1.cli import error_message
+
+        raise ValueError(f"dataset [{config['dataset']}] in {config['data_path']}: {error_message(error)}") from error
+    if log_config:
+        getLogger().info(sys.argv)
+        getLogger().info(config)
     sequential_checkpoint = None
     if config["model"] == "MLLMRecR1":
         # Under torchrun every process builds the model: one trains the sequential model, the others
         # then read its cached checkpoint (the state the trainer uses, see MLLMRecR1Trainer).
         with PartialState(cpu=torch.device(config["device"]).type == "cpu").main_process_first():
             sequential_checkpoint = ensure_sequential_model(config)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
+        init_seed(config["seed"], config["reproducibility"])  # the split and sampling as without it
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -126,11 +136,12 @@ def ensure_sequential_model(config):
     return target
 
 
-def train_and_test(config, saved=True, trainer_hook=None):
-    """Build, train (with RecBole's early stopping) and test ``config``'s model; returns ``(result, trainer)``."""
-    model, train_data, valid_data, test_data = prepare_run(config)
-    getLogger().info(model)
+def train_and_test(config, saved=True, trainer_hook=None, log_config=False):
+    """Build, train (with RecBole's early stopping) and test ``config``'s model; returns ``(result, trainer)``.
+    ``log_config``: log the command line and the config once the dataset has loaded (:func:`prepare_run`)."""
+    model, train_data, valid_data, test_data = prepare_run(config, log_config=log_config)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    getLogger().info(model)  # after the trainer: MLLMRecR1's trainable count is its LoRA adapter's
     if trainer_hook is not None:
         trainer_hook(trainer)
     fit_start = time.perf_counter()
@@ -174,10 +185,8 @@ def run_recbole(
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-
-    result, _ = train_and_test(config, saved=saved, trainer_hook=trainer_hook)
+    # The config is logged once the dataset has loaded: a data error is one line, not after the dump.
+    result, _ = train_and_test(config, saved=saved, trainer_hook=trainer_hook, log_config=True)
     if result["stage_results"]:
         logger.info(set_color("test result per stage", "yellow") + "\n" + stage_table(result["stage_results"], result["fusion_weights"]))
     if result["grpo_hit_spread"]:
@@ -225,13 +234,15 @@ def main(argv=None):
     A finished run prints its metrics as plain numbers (:func:`result_summary`), the log file
     and, last, the run folder (or the saved model file) when there is one.
     """
-    from recbole_mllmr1.cli import EXIT_USER_ERROR, check_config_files, report_user_error, run_recbole_parser
+    from recbole_mllmr1.cli import (
+        EXIT_USER_ERROR, check_config_files, config_arguments, is_config_argument, report_user_error, run_recbole_parser,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = run_recbole_parser().parse_known_args(argv)
     trainers = []
     try:
-        check_config_arguments(rest)
+        config_arguments(rest, "run_recbole")
         config_file_list = check_config_files(args.config_files)
         with config_command_line([arg for arg in argv if is_config_argument(arg)]):
             check_before_run(args.model, args.dataset, config_file_list)
@@ -245,30 +256,6 @@ def main(argv=None):
         raise
     print(result_summary(result, trainers[0] if trainers else None), flush=True)
     return 0
-
-
-def is_config_argument(arg):
-    """Whether RecBole's Config reads ``arg`` as a key: ``--key=value``, with exactly one ``=``."""
-    return arg.startswith("--") and len(arg[2:].split("=")) == 2
-
-
-def check_config_arguments(args):
-    """``args`` (what run_recbole's own flags left) must be ``--key=value``, each key once:
-    RecBole would ignore ``--eval_user_sample 60`` with a warning and run the full protocol."""
-    from recbole_mllmr1.cli import UserError
-
-    seen = {}
-    for arg in args:
-        if arg.startswith("--") and arg.count("=") > 1:
-            raise UserError(f"argument [{arg}]: RecBole's command line cannot hold a value with '='; set it in a --config_files yaml")
-        if not is_config_argument(arg):
-            raise UserError(
-                f"argument [{arg}] is not of the form --key=value; RecBole reads config keys only so "
-                "(e.g. --eval_user_sample=60, no spaces around '='): see run_recbole --help"
-            )
-        key, value = arg[2:].split("=")
-        if seen.setdefault(key, value) != value:
-            raise UserError(f"--{key} is given twice, as {seen[key]!r} and {value!r}")
 
 
 class config_command_line:  # noqa: N801 - used as a context manager: ``with config_command_line(args):``

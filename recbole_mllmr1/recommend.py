@@ -1,10 +1,12 @@
 """``recbole-mllmr1 recommend``: what a trained MLLMRecR1 recommends to one user, and why.
 
-Prints which adapter it uses (the stage and step of the run's best one, or zero-shot), the
-user's recent history (with image text; its last item is the user's held-out test item), the
-candidates (the retriever's top ``rerank_topk`` items the user has not seen), the model's own
-greedy reasoning, its ranking with probabilities, and the held-out item. The run folder and
-the user id are checked before the dataset or the LLM loads.
+Prints which adapter it uses (the stage and step of the run's best one, or zero-shot) and its
+fusion weight, the user's recent history (with image text; its last item is the user's held-out
+test item), the candidates (the retriever's top ``rerank_topk`` items the user has not seen), the
+model's own greedy reasoning (flagged when it only repeats the prompt), its ranking with the LLM's
+probabilities, and the held-out item; ``--evaluate`` ranks from the history before that item and
+says where the model puts it. The run folder and the user id are checked before the dataset or
+the LLM loads.
 """
 import difflib
 import json
@@ -92,8 +94,32 @@ def check_user(run_config, user, dataset=None, data_path=None):
         )
 
 
-def load_trained_model(checkpoint, dataset=None, data_path=None):
-    """The model of a training run folder with its best adapter, and its RecBole datasets."""
+def best_fusion_weight(checkpoint):
+    """The fusion weight the run tested its best adapter with (``fusion_weights.json``), or None."""
+    from recbole_mllmr1.trainer import FUSION_WEIGHTS
+
+    try:
+        with open(os.path.join(checkpoint, FUSION_WEIGHTS), encoding="utf-8") as file:
+            weights = json.load(file)
+        return float(weights[weights["best"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _keys_of(config_files):
+    import yaml
+
+    keys = set()
+    for path in config_files or []:
+        with open(path, encoding="utf-8") as file:
+            keys |= set(yaml.safe_load(file) or {})
+    return keys
+
+
+def load_trained_model(checkpoint, dataset=None, data_path=None, config_files=None, config_dict=None):
+    """The model of a training run folder with its best adapter and that adapter's fusion weight,
+    and its RecBole test dataset. The run's saved config is the base; the keys of ``config_files``
+    and then ``config_dict`` (``recommend``'s ``--config_files`` and ``--key=value``) win over it."""
     from peft import PeftModel
 
     from recbole_mllmr1.config import Config
@@ -101,22 +127,33 @@ def load_trained_model(checkpoint, dataset=None, data_path=None):
 
     run_config = check_run_folder(checkpoint)
     adapter = os.path.join(checkpoint, BEST_ADAPTER)
-    overrides = {key: value for key, value in run_config.items() if key not in ("model", "dataset")}
+    overridden = _keys_of(config_files) | set(config_dict or {})
+    overrides = {key: value for key, value in run_config.items() if key not in ("model", "dataset") and key not in overridden}
     if data_path:
         overrides["data_path"] = data_path
     overrides.update(state="WARNING", eval_user_sample=None)
-    config = Config(model="MLLMRecR1", dataset=dataset or run_config["dataset"], config_dict=overrides)
+    overrides.update(config_dict or {})
+    config = Config(model="MLLMRecR1", dataset=dataset or run_config["dataset"], config_file_list=config_files, config_dict=overrides)
     model, _, _, test_data = prepare_run(config)
     model.use_language_model(PeftModel.from_pretrained(model.language_model, adapter))
+    weight = best_fusion_weight(checkpoint)
+    if weight is not None and model.sequential_model is not None:
+        model.set_fusion_weight(weight)
     return model.eval(), test_data._dataset
 
 
-def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True):
-    """A dict with the adapter used, the user's history, the candidates, the model's reasoning, its
-    ranking and the user's held-out test item (the last item of the history)."""
+def repeats_prompt(reply, prompt):
+    """Whether every line of ``reply`` is already in ``prompt`` (whitespace ignored): an echo, not reasoning."""
+    flat_prompt = " ".join(prompt.split())
+    lines = [" ".join(line.split()) for line in reply.splitlines() if line.strip()]
+    return bool(lines) and all(line in flat_prompt for line in lines)
+
+
+def _user_interaction(model, test_dataset, user, evaluate):
+    """The user's test row: as RecBole tests it (``evaluate``: history before the held-out item),
+    or with the held-out item appended (what comes after everything the user did)."""
     import torch
 
-    model, test_dataset = load_trained_model(checkpoint, dataset, data_path)
     uid_field = test_dataset.uid_field
     try:
         user_id = test_dataset.token2id(uid_field, str(user))
@@ -124,44 +161,87 @@ def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True):
         raise ValueError(f"user [{user}] is not in dataset [{test_dataset.dataset_name}]; pass an external user id.") from None
     row = int(np.flatnonzero(test_dataset.inter_feat[uid_field].numpy() == user_id)[0])
     interaction = test_dataset.inter_feat[row : row + 1]
-    # Everything the user did, the held-out test item included: recommend what comes after it.
     length = int(interaction[model.ITEM_SEQ_LEN][0])
     held_out = int(interaction[model.ITEM_ID][0])
-    full_history = interaction[model.ITEM_SEQ][0][:length].tolist() + [held_out]
-    interaction[model.ITEM_SEQ][0, : min(length + 1, model.max_seq_length)] = torch.tensor(full_history[-model.max_seq_length :])
-    interaction[model.ITEM_SEQ_LEN][0] = min(length + 1, model.max_seq_length)
-    history = full_history[-model.max_history :]
+    if not evaluate:
+        full_history = interaction[model.ITEM_SEQ][0][:length].tolist() + [held_out]
+        interaction[model.ITEM_SEQ][0, : min(length + 1, model.max_seq_length)] = torch.tensor(full_history[-model.max_seq_length :])
+        interaction[model.ITEM_SEQ_LEN][0] = min(length + 1, model.max_seq_length)
+    return user_id, interaction, held_out
 
+
+def recommend(checkpoint, user, dataset=None, data_path=None, reasoning=True, evaluate=False, config_files=None, config_dict=None):
+    """A dict with the adapter used, the user's history, the candidates, the model's reasoning (and
+    whether it only repeats the prompt), its ranking and the user's held-out test item.
+
+    The ranking is the model's own (``full_sort_predict``: the retriever's top ``rerank_topk``
+    reranked, fused with the sequential model at the adapter's fusion weight); ``p`` is the LLM's
+    probability among the candidates. Without ``evaluate`` the history ends with the held-out
+    item and the ranking is what comes after it; with ``evaluate`` the history stops before it, as
+    in RecBole's test, and ``evaluation`` says where the model ranks it (or the retriever's rank
+    when it is not among the candidates).
+    """
+    model, test_dataset = load_trained_model(checkpoint, dataset, data_path, config_files, config_dict)
+    user_id, interaction, held_out = _user_interaction(model, test_dataset, user, evaluate)
+    history = model.history(interaction[model.ITEM_SEQ][0], interaction[model.ITEM_SEQ_LEN][0])
+    retrieval = model.retrieval_scores(interaction)[0]
     candidates = model.retrieve(interaction)[0]
     model.set_reasoning(reasoning)
     messages = model.messages(history, candidates)
     thoughts = model.reasoning([messages])[0] if reasoning else ""
-    ((log_probs, order),) = model.candidate_log_probs([(user_id, history, candidates)])
-    ranked = sorted(range(len(candidates)), key=lambda j: -log_probs[j])
+    with model.remembering_llm_scores():  # the model's ranking reuses these LLM scores
+        ((log_probs, order),) = model.candidate_log_probs([(user_id, history, candidates)])
+        final = model.full_sort_predict(interaction)[0]
+    ranked = sorted(range(len(candidates)), key=lambda j: -float(final[candidates[j]]))
     entry = model.item_entry
-    return {
+    result = {
         "user": str(user),
         "adapter": adapter_description(checkpoint),
+        "fusion_weight": model.fusion_weight if model.sequential_model is not None else None,
         "held_out": entry(held_out),
         "history": [entry(i) for i in history],
         "candidates": [entry(candidates[j]) for j in order],
         "reasoning": thoughts,
+        "reasoning_repeats_prompt": repeats_prompt(thoughts, "\n".join(m["content"] for m in messages)),
         "ranking": [(*entry(candidates[j]), float(np.exp(log_probs[j]))) for j in ranked],
     }
+    if evaluate:
+        if held_out in candidates:
+            result["evaluation"] = f"rank {ranked.index(candidates.index(held_out)) + 1} of {len(candidates)}"
+        else:
+            retriever_rank = int((retrieval > retrieval[held_out]).sum()) + 1
+            result["evaluation"] = f"not retrieved (retriever rank {retriever_rank})"
+    return result
 
 
 def format_recommendation(result):
     held_out = result.get("held_out")
+    evaluated = "evaluation" in result
     lines = [f"Adapter: {result['adapter']}"] if result.get("adapter") else []
-    lines += [f"User {result['user']}: recent history, oldest first"]
+    if result.get("fusion_weight") is not None:
+        lines += [f"Fusion weight: {result['fusion_weight']:g} (the ranking mixes the LLM and the sequential model)"]
+    lines += [f"User {result['user']}: recent history, oldest first" + (" (before the held-out test item)" if evaluated else "")]
     lines += [f"  [{token}] {text}" for token, text in result["history"]]
-    if held_out and result["history"] and tuple(result["history"][-1]) == tuple(held_out):
+    if not evaluated and held_out and result["history"] and tuple(result["history"][-1]) == tuple(held_out):
         lines[-1] += "   <- held-out test item"
     lines += ["Candidates (as listed to the model):"]
     lines += [f"  [{token}] {text}" for token, text in result["candidates"]]
-    lines += ["Reasoning:", f"  {result['reasoning'].strip() or '(the model answered directly)'}", "Ranking:"]
-    lines += [f"  {rank:2d}. [{token}] {text}  p={p:.3f}" for rank, (token, text, p) in enumerate(result["ranking"], 1)]
-    if held_out:
+    reply = result["reasoning"].strip()
+    if not reply:
+        shown = "(the model answered directly)"
+    elif result.get("reasoning_repeats_prompt"):
+        shown = f"(the model's own text only repeats the prompt, it is not reasoning) {reply}"
+    else:
+        shown = reply
+    lines += ["Reasoning (the model's own generated text):", f"  {shown}", "Ranking (p: the LLM's probability among the candidates):"]
+    marker = {tuple(held_out)} if evaluated and held_out else set()
+    lines += [
+        f"  {rank:2d}. [{token}] {text}  p={p:.3f}" + ("   <- held-out test item" if (token, text) in marker else "")
+        for rank, (token, text, p) in enumerate(result["ranking"], 1)
+    ]
+    if evaluated:
+        lines += [f"Held-out test item: [{held_out[0]}] {held_out[1]}: {result['evaluation']}"]
+    elif held_out:
         lines += [
             "Held-out test item (the user's last item, which RecBole's split holds out for testing; it ends the "
             "history above, so the ranking is what comes after it):",
@@ -176,12 +256,24 @@ def add_arguments(parser):
     parser.add_argument("--data-path", default=None, help="folder holding the dataset (default: the run's)")
     parser.add_argument("--user", required=True, help="external user id, as in the .inter file")
     parser.add_argument("--no-reasoning", action="store_true", help="skip generating the model's reasoning")
+    parser.add_argument(
+        "--evaluate", action="store_true",
+        help="rank from the history before the user's held-out test item and say where the model puts that item",
+    )
 
 
 def run(args):
+    from recbole_mllmr1.cli import with_flags
+
     # Both checks read small files only: a wrong folder or user fails before the dataset and the LLM load.
     run_config = check_run_folder(args.checkpoint)
-    check_user(run_config, args.user, args.dataset, args.data_path)
-    result = recommend(args.checkpoint, args.user, args.dataset, args.data_path, reasoning=not args.no_reasoning)
+    config_dict = with_flags(args.config_dict, {"data_path": args.data_path, "dataset": args.dataset}, "recommend")
+    dataset, data_path = config_dict.pop("dataset", None), config_dict.pop("data_path", None)
+    check_user(run_config, args.user, dataset, data_path)
+    config_files = args.config_files.split() if args.config_files else None
+    result = recommend(
+        args.checkpoint, args.user, dataset, data_path, reasoning=not args.no_reasoning, evaluate=args.evaluate,
+        config_files=config_files, config_dict=config_dict,
+    )
     print(format_recommendation(result))
     return 0

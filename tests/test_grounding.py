@@ -140,7 +140,10 @@ def test_every_listed_item_has_one_item_token_after_its_title(grounded):
 
 def test_the_projector_trains_with_lora_in_sft_and_item_tokens_are_never_generated(grounded, tmp_path):
     config, model, train_data, *_ = grounded
-    stages.attach_lora(config, model)
+    # RecBole logs the model with one trainable count: nothing before LoRA, then exactly the adapter's.
+    assert "Trainable parameters" in str(model) and str(model).endswith(": 0") and "LlamaDecoderLayer" not in str(model)
+    trainable, _ = stages.attach_lora(config, model)
+    assert trainable > 0 and str(model).endswith(f": {trainable}")
     projector = projector_of(model.language_model)
     before = {k: v.detach().clone() for k, v in projector.item_projector.state_dict().items()}
     config["sft_data"], config["sft_steps"], config["sft_batch_size"], config["item_token_curriculum"] = "plain", 2, 2, 0.0

@@ -352,6 +352,25 @@ def test_cli_reads_the_item_file_image_column(tmp_path, capsys):
     assert set(texts) == {"7", "8"} and "red" in texts["7"] and "blue" in texts["8"]
 
 
+def test_cli_takes_run_config_keys_and_files_as_run_recbole_does(colour_images, tmp_path, capsys):
+    """The keys of a run's yaml (image_dir, textualizer, textualize_cache_dir, ...) drive textualize,
+    from --config_files or as --key=value; other keys of a run's yaml are left to the run."""
+    from recbole_mllmr1.cli import main
+
+    folder = colour_images["1"].parent
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(
+        f"image_dir: {folder}\ntextualizer: offline\ntextualize_cache_dir: {tmp_path / 'from-yaml'}\n"
+        f"data_path: {tmp_path / 'no-dataset'}\nepochs: 2\n"
+    )
+    assert main(["textualize", "--dataset=toy", f"--config_files={run_yaml}"]) == 0
+    assert f"{len(colour_images)}/{len(colour_images)} items described" in capsys.readouterr().out
+    assert (tmp_path / "from-yaml" / "toy.offline.jsonl").is_file()
+    # A key on the command line wins over the yaml.
+    assert main(["textualize", "--dataset=toy", f"--config_files={run_yaml}", f"--textualize_cache_dir={tmp_path / 'from-key'}"]) == 0
+    assert (tmp_path / "from-key" / "toy.offline.jsonl").is_file()
+
+
 def test_real_posters(tmp_path):
     folder = shared_posters_dir()
     if folder is None:

@@ -150,7 +150,7 @@ def test_lora_last_layers_puts_adapters_in_the_top_layers_only(tiny_llm_dir):
         settings.lora_config(config, layers)
 
 
-def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, tiny_data_path):
+def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, tiny_data_path, capsys):
     from recbole_mllmr1.cli import main as cli_main
     from recbole_mllmr1.recommend import recommend
 
@@ -162,6 +162,17 @@ def test_recommend_shows_history_candidates_reasoning_and_ranking(trained_run, t
     assert abs(sum(p for _, _, p in result["ranking"]) - 1.0) < 1e-3
     assert isinstance(result["reasoning"], str)
     assert cli_main(["recommend", "--checkpoint", run_dir, "--user", "u3", "--data-path", tiny_data_path, "--no-reasoning"]) == 0
+    # --evaluate: the history stops before the held-out item, and the output says where the model ranks it.
+    evaluated = recommend(run_dir, "u3", data_path=tiny_data_path, reasoning=False, evaluate=True)
+    assert evaluated["history"][-1] == result["history"][-2]
+    held_out = tuple(evaluated["held_out"])
+    if held_out in {tuple(entry) for entry in evaluated["candidates"]}:
+        rank = [tuple(entry[:2]) for entry in evaluated["ranking"]].index(held_out) + 1
+        assert evaluated["evaluation"] == f"rank {rank} of 20"
+    else:
+        assert evaluated["evaluation"].startswith("not retrieved (retriever rank ")
+    assert cli_main(["recommend", "--checkpoint", run_dir, "--user", "u3", f"--data_path={tiny_data_path}", "--no-reasoning", "--evaluate"]) == 0
+    assert f"Held-out test item: [{held_out[0]}] {held_out[1]}: {evaluated['evaluation']}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -87,6 +87,16 @@ def test_a_missing_or_empty_dataset_fails_before_recbole_logs_its_config(workdir
     assert not (workdir / "log" / "SASRec").exists()  # RecBole's logger never started
 
 
+def test_a_data_error_found_while_recbole_loads_the_data_comes_before_the_config_dump(workdir, capsys):
+    (workdir / "broken").mkdir()
+    (workdir / "broken" / "broken.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti2\tyesterday\n"
+    )
+    load_col = "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"
+    code = run_recbole_main(["--model=SASRec", "--dataset=broken", f"--data_path={workdir}", load_col])
+    assert_one_error(capsys, code, f"dataset [broken] in {workdir / 'broken'}", "timestamp:float")
+
+
 def test_debug_reraises_with_the_traceback_and_argv_is_restored(workdir):
     argv = list(sys.argv)
     with pytest.raises(UnknownKeyError, match="did you mean"):
@@ -114,6 +124,55 @@ def test_a_subcommand_reports_its_config_files_in_one_line(workdir, capsys):
     assert_one_error(capsys, code, "yaml syntax error in bad.yaml, line ")
     code = cli.main(["build-cot", "--dataset", "tiny", "--config_files", "missing.yaml"])
     assert_one_error(capsys, code, "config file missing.yaml does not exist")
+
+
+# ---- A2: the subcommands take run_recbole's command line -------------------------------------
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["compare", "--eval_user_sampel=3"], "unknown key [eval_user_sampel] in the command line; did you mean [eval_user_sample]?"),
+        (["build-cot", "--dataset", "tiny", "--cot_ratoi=0.5"], "unknown key [cot_ratoi] in the command line; did you mean [cot_ratio]?"),
+        (["textualize", "--dataset", "toy", "--image_dri=img"], "unknown key [image_dri] in the command line; did you mean [image_dir]?"),
+        (["recommend", "--checkpoint", "run", "--user", "1", "--stage=[]"], "unknown key [stage] in the command line; did you mean [stages]?"),
+        (["compare", "--eval_user_sample", "3"], "argument [--eval_user_sample] is not of the form --key=value"),
+        (["build-cot", "--dataset", "tiny", "--ratio", "0.5", "--cot_ratio=0.3"], "[cot_ratio] is given twice"),
+        (["textualize", "--dataset", "toy", "--epochs=3"], "textualize does not read [epochs]"),
+        (["textualize", "--textualizer=clip", "--dataset=toy"], "textualizer [clip] is not a backend"),
+        (["compare", "--config_files=missing.yaml"], "config file missing.yaml does not exist"),
+    ],
+)
+def test_subcommands_take_config_keys_as_run_recbole_does_and_report_mistakes_in_one_line(workdir, capsys, argv, expected):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2 and out == "" and lines[0].startswith("error: ") and expected in lines[0], (code, out, err)
+    assert len(lines) <= 2, err
+
+
+def test_a_dash_flag_is_not_abbreviated_when_every_key_value_is_a_config_key(workdir, capsys):
+    # --data=x would pass for --data-path=x with argparse's abbreviations; here it is an unknown key.
+    code = cli.main(["compare", "--data=elsewhere"])
+    assert code == 2 and "unknown key [data] in the command line" in capsys.readouterr().err
+
+
+def test_compare_reads_config_files_and_key_values_for_every_row(workdir):
+    import argparse
+
+    from recbole_mllmr1.compare.cli import add_arguments, settings_from_args
+    from recbole_mllmr1.compare.plan import plan_run
+
+    (workdir / "mine.yaml").write_text("epochs: 3\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cli.add_config_files_argument(parser)
+    args = parser.parse_args(["--models", "Pop", "--config_files=mine.yaml"])
+    args.config_dict = cli.config_arguments(["--learning_rate=0.01"], "compare")
+    settings = settings_from_args(args)
+    assert settings.overrides == {"learning_rate": 0.01} and settings.config_files == [str(workdir / "mine.yaml")]
+    with_file = plan_run("Pop", {}, 0, settings)
+    assert with_file.config_files[-1] == str(workdir / "mine.yaml") and with_file.config_dict["learning_rate"] == 0.01
+    args.config_files = None
+    assert plan_run("Pop", {}, 0, settings_from_args(args)).config_hash != with_file.config_hash  # the file is part of the row
 
 
 # ---- B: --help and --version ------------------------------------------------------------------
@@ -207,6 +266,20 @@ def test_recommend_output_marks_the_held_out_item():
     assert text[0] == "Adapter: stage grpo, step 8 (...)"
     assert text[3] == "  [i7] Blue Star 7   <- held-out test item"
     assert text[-2].startswith("Held-out test item") and text[-1] == "  [i7] Blue Star 7"
+
+
+def test_recommend_says_when_the_reasoning_only_repeats_the_prompt():
+    prompt = "History:\n1. Star Wars (1977)\n2. Fargo (1996)\nCandidates:\n1. Heat (1995)"
+    assert recommend.repeats_prompt("2. Fargo (1996)\n 1.  Heat (1995)", prompt)
+    assert not recommend.repeats_prompt("The user likes crime films, so Heat fits.", prompt)
+    assert not recommend.repeats_prompt("", prompt)
+    text = recommend.format_recommendation({
+        "user": "u1", "adapter": "zero-shot", "held_out": ("i7", "Blue Star 7"), "history": [("i3", "Red City 3")],
+        "candidates": [("i7", "Blue Star 7")], "reasoning": "1. Red City 3", "reasoning_repeats_prompt": True,
+        "ranking": [("i7", "Blue Star 7", 1.0)], "evaluation": "rank 1 of 1", "fusion_weight": 0.9,
+    })
+    assert "only repeats the prompt" in text and "Fusion weight: 0.9" in text
+    assert "  1. [i7] Blue Star 7  p=1.000   <- held-out test item" in text and text.endswith("[i7] Blue Star 7: rank 1 of 1")
 
 
 def test_recommend_rejects_an_unknown_user_before_anything_loads(tmp_path, tiny_data_path):

@@ -27,7 +27,9 @@ def settings_from_args(args):
     models = _comma_list(args.models, str, "--models")
     if not seeds or not models:
         raise ValueError("--seeds and --models need at least one value each.")
-    overrides, model_overrides = parse_overrides(args.config)
+    # run_recbole's form, --key=value, is a --config KEY=VALUE for every row.
+    config_items = list(args.config or []) + [f"{key}={value}" for key, value in getattr(args, "config_dict", {}).items()]
+    overrides, model_overrides = parse_overrides(config_items)
     return Settings(
         dataset=args.dataset,
         mode=args.mode,
@@ -38,9 +40,10 @@ def settings_from_args(args):
         eval_user_sample=args.eval_user_sample,
         data_path=os.path.abspath(args.data_path) if args.data_path else None,
         rerank_topk=args.rerank_topk,
-        config_items=list(args.config or []),
+        config_items=config_items,
         overrides=overrides,
         model_overrides=model_overrides,
+        config_files=[os.path.abspath(path) for path in args.config_files.split()] if getattr(args, "config_files", None) else [],
     )
 
 

@@ -69,7 +69,7 @@ def config_hash(model, dataset, config_files, hashed_config):
 
 
 def plan_run(model, overrides, seed, settings, retriever=None):
-    config_files = [path for path in [baseline_config_file(model)] if path]
+    config_files = [path for path in [baseline_config_file(model)] if path] + list(settings.config_files)
     config_dict = {**protocol_config(settings, seed), **overrides}
     hashed = dict(config_dict)
     if retriever is not None:
@@ -87,7 +87,7 @@ def plan_run(model, overrides, seed, settings, retriever=None):
 
 def describe_config(row, spec, settings):
     """The config column: the yaml file, every key that differs from the shared protocol, the reported stage."""
-    base = os.path.basename(spec.config_files[0]) if spec.config_files else f"{spec.model} defaults"
+    base = " + ".join(os.path.basename(path) for path in spec.config_files) if spec.config_files else f"{spec.model} defaults"
     protocol = protocol_config(settings, spec.seed)
     keys = [
         f"{key}={value}"

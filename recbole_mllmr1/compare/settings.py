@@ -22,6 +22,7 @@ class Settings:
     config_items: list
     overrides: dict
     model_overrides: dict
+    config_files: list = ()  # the user's yaml files, read by every row after its baseline yaml
 
 
 def parse_mode(mode):

@@ -1,8 +1,8 @@
 """``recbole-mllmr1 build-cot``: build the mixed-grained CoT training file ahead of training.
 
 It loads the dataset and MLLMRecR1 through ``run_recbole``'s ``prepare_run`` (same config precedence),
-so ``sft_data: mixed`` in a later run finds the file ready in ``cot_cache_dir``. Flags
-override the yaml; other keys go through ``--config_files``.
+so ``sft_data: mixed`` in a later run finds the file ready in ``cot_cache_dir``. It takes
+``run_recbole``'s ``--config_files`` and ``--key=value``; its dash flags are shorthands for the keys below.
 """
 import logging
 
@@ -31,11 +31,11 @@ def add_arguments(parser):
     parser.add_argument("--min-prob", dest="min_prob", type=float, help="...and the target's probability given the rationale is at least this (cot_min_prob).")
     parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="Longest teacher reply per step (cot_max_new_tokens).")
     parser.add_argument("--cache-dir", dest="cache_dir", help="Folder of the caches and the output (cot_cache_dir).")
-    parser.add_argument("--config_files", help='Space-separated config files, as in run_recbole: --config_files "a.yaml b.yaml".')
     parser.add_argument("--no-progress", dest="show_progress", action="store_false", help="No progress bars.")
 
 
 def run(args):
+    from recbole_mllmr1.cli import with_flags
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.cot.build import build_mixed_grained_dataset, cot_statistics, provenance_path
     from recbole_mllmr1.cot.cache import read_jsonl
@@ -43,7 +43,8 @@ def run(args):
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    overrides = {key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag) is not None}
+    flags = {key: getattr(args, flag) for flag, key in _OVERRIDES.items()}
+    overrides = with_flags(args.config_dict, flags, "build-cot")
     config = Config(
         model="MLLMRecR1",
         dataset=args.dataset,

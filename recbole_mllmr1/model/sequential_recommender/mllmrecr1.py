@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
+from recbole.utils import InputType, set_color
 
 from recbole_mllmr1.item_text import ItemTexts
 from recbole_mllmr1.item_tokens import install_item_tokens, item_token_text
@@ -90,6 +90,7 @@ class MLLMRecR1(SequentialRecommender):
             meta_fields=config["item_meta_fields"] or [],
             image_texts=dataset.item_image_texts if self.use_image_text else None,
         )
+        self.llm_path = config["llm_path"]
         self._tokenizer = load_tokenizer(config["llm_path"])
         self._llm = load_causal_lm(config["llm_path"], config["device"], config["llm_dtype"])
 
@@ -104,6 +105,9 @@ class MLLMRecR1(SequentialRecommender):
         if self.item_tokens:
             item_embeddings = self.sequential_model.item_embedding.weight.detach().float().cpu()
             install_item_tokens(self._llm, self._tokenizer, item_embeddings, config["projector_hidden_size"])
+        # The LLM itself never trains: the stages train LoRA adapters (and a copy of the item-token
+        # projector), which PEFT marks trainable, so RecBole's and compare's counts are theirs.
+        self._llm.requires_grad_(False)
         self.fusion_weight = 0.0 if config["fusion_weight"] == "auto" else float(config["fusion_weight"])
         self._remembered_llm_scores = None
         self._scorer = TitleScorer(self._llm, self._tokenizer)
@@ -116,6 +120,17 @@ class MLLMRecR1(SequentialRecommender):
         # Full-ranking retrieval without a sequential model: training-interaction counts (a buffer, so it follows .to(device)).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
         self.register_buffer("popularity", counts, persistent=False)
+
+    def __str__(self):
+        """RecBole's model line, without the LLM's layer dump, and its one trainable-parameter count:
+        the LoRA adapter (and item-token projector) once the trainer attaches it, else 0."""
+        total = sum(parameter.numel() for parameter in self._llm.parameters())
+        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)
+        sequential = f"{type(self.sequential_model).__name__} (frozen)" if self.sequential_model is not None else "none"
+        return (
+            f"{type(self).__name__}(LLM: {self.llm_path}, {total:,} parameters; sequential model: {sequential}; "
+            f"item tokens: {'on' if self.item_tokens else 'off'})\n" + set_color("Trainable parameters", "blue") + f": {trainable}"
+        )
 
     # ---- the LLM: what TRL trains, and the one way to swap it ------------------------------
     @property
