@@ -25,15 +25,23 @@ class TrainingSample:
         return self.candidates.index(self.target)
 
 
-def draw_training_samples(model, train_dataset, num_samples, num_candidates, seed):
-    """``num_samples`` seeded samples (all when ``num_samples`` is None) of the training interactions."""
+def last_row_per_user(users):
+    """Sorted row numbers of each user's last row: RecBole lists a user's training interactions in
+    the split's order (time order with ``eval_args.order: TO``), so that row is the last training one."""
+    reversed_first = np.unique(users[::-1], return_index=True)[1]
+    return np.sort(len(users) - 1 - reversed_first)
+
+
+def draw_training_samples(model, train_dataset, num_samples, num_candidates, seed, one_per_user=False):
+    """``num_samples`` seeded samples (all when ``num_samples`` is None) of the training interactions,
+    or with ``one_per_user`` of each user's last training interaction (``train_sample_per_user``)."""
     features = train_dataset.inter_feat
     users = features[model.USER_ID].numpy()
     targets = features[model.ITEM_ID].numpy()
     item_seq = features[model.ITEM_SEQ].numpy()
     item_seq_len = features[model.ITEM_SEQ_LEN].numpy()
     rng = np.random.default_rng(seed)
-    rows = np.arange(len(users))
+    rows = last_row_per_user(users) if one_per_user else np.arange(len(users))
     if num_samples is not None and num_samples < len(rows):
         rows = np.sort(rng.choice(rows, size=num_samples, replace=False))
     if num_candidates - 1 > model.n_items - 2:

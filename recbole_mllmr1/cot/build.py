@@ -48,6 +48,7 @@ class CoTSettings:
     seed: int
     plain_samples: int  # train_samples: the plain rows; None = the whole training split
     candidates: int  # train_candidates
+    one_per_user: bool  # train_sample_per_user
 
     @classmethod
     def from_config(cls, config):
@@ -74,6 +75,7 @@ class CoTSettings:
             seed=int(config["seed"]),
             plain_samples=optional(int, "train_samples"),
             candidates=int(config["train_candidates"]),
+            one_per_user=bool(config["train_sample_per_user"]),
         )
 
     @property
@@ -190,7 +192,9 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     logger = getLogger()
     settings = CoTSettings.from_config(config)
     teacher = teacher or make_teacher(settings.teacher, config["device"] or "cpu", settings.batch_size, settings.teacher_model)
-    samples = draw_training_samples(model, train_dataset, settings.plain_samples, settings.candidates, settings.seed)
+    samples = draw_training_samples(
+        model, train_dataset, settings.plain_samples, settings.candidates, settings.seed, one_per_user=settings.one_per_user
+    )
     plain_records = [answer_record(model, sample) for sample in samples]
     scorer_identity = confidence.scorer_identity(model)
     fingerprint = content_key(

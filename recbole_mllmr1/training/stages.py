@@ -59,19 +59,25 @@ def attach_lora(config, model):
     return model.language_model.get_nb_trainable_parameters()
 
 
+def training_samples(config, model, train_dataset, seed):
+    """The stage's training samples as ``train_samples``, ``train_candidates`` and ``train_sample_per_user`` say."""
+    return draw_training_samples(
+        model, train_dataset, config["train_samples"], config["train_candidates"], seed, one_per_user=config["train_sample_per_user"]
+    )
+
+
 def sft_records(config, model, train_dataset, cot_file=None):
     """The SFT set: plain answer-only samples, or the rows of ``cot_file`` (the CoT stage's output) when ``sft_data: mixed``."""
     if config["sft_data"] == "mixed":
         from datasets import load_dataset
 
         return [{"prompt": r["prompt"], "completion": r["completion"]} for r in load_dataset("json", data_files=cot_file, split="train")]
-    samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"])
-    return [answer_record(model, sample) for sample in samples]
+    return [answer_record(model, sample) for sample in training_samples(config, model, train_dataset, config["seed"])]
 
 
 def grpo_records(config, model, train_dataset):
     """The GRPO prompts, with the candidate and target titles the rewards read."""
-    samples = draw_training_samples(model, train_dataset, config["train_samples"], config["train_candidates"], config["seed"] + 1)
+    samples = training_samples(config, model, train_dataset, config["seed"] + 1)
     return [
         {
             "prompt": sample_messages(model, s),
