@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from recbole_mllmr1.listing import listing_order, sample_negatives
-from recbole_mllmr1.prompts import format_answer
+from recbole_mllmr1.prompts import THINK_CLOSE, THINK_OPEN, format_answer
+
+# Introduces a rationale shown in a training prompt (cot_placement: input), as the official code words it.
+REFERENCE_HEADER = "A possible reasoning process to help predict the next item, for reference only:"
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,25 @@ def sample_messages(model, sample):
     return model.messages(sample.history, sample.candidates)
 
 
+def reference_messages(model, sample, rationale):
+    """The sample's chat messages with ``rationale`` shown after the question (``cot_placement: input``).
+
+    Training samples only: evaluation builds its prompts from the history and candidates alone.
+    """
+    system, user = sample_messages(model, sample)
+    return [system, {**user, "content": f"{user['content']}\n\n{REFERENCE_HEADER}\n{THINK_OPEN}\n{rationale.strip()}\n{THINK_CLOSE}"}]
+
+
+def reference_record(model, sample, rationale):
+    """An SFT record whose prompt shows ``rationale`` as a reference and whose completion is the answer alone."""
+    return {
+        "prompt": reference_messages(model, sample, rationale),
+        "completion": [{"role": "assistant", "content": format_answer(model.item_title(sample.target))}],
+    }
+
+
 def answer_record(model, sample, rationale=None):
-    """A TRL conversational prompt-completion record for SFT."""
+    """A TRL conversational prompt-completion record for SFT; ``rationale`` goes in the completion, before the answer."""
     return {
         "prompt": sample_messages(model, sample),
         "completion": [{"role": "assistant", "content": format_answer(model.item_title(sample.target), rationale)}],

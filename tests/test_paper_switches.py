@@ -2,12 +2,18 @@
 
 Each switch keeps this project's behaviour by default; each test shows the official setting changes what it says.
 """
+import json
+
 import pytest
 
 from recbole_mllmr1.config import Config
+from recbole_mllmr1.cot.build import build_mixed_grained_dataset
+from recbole_mllmr1.cot.cache import read_jsonl
+from recbole_mllmr1.cot.teacher_prompts import REFINE_SYSTEM, pseudo_cot_messages, refinement_messages
 from recbole_mllmr1.training import settings, stages
-from recbole_mllmr1.training_samples import draw_training_samples, last_row_per_user
+from recbole_mllmr1.training_samples import REFERENCE_HEADER, draw_training_samples, last_row_per_user
 from tests.conftest import TINY_CONFIG
+from tests.test_cot import PromptHashScorer, ScriptedTeacher, _cot_samples, cot_config, tiny_cot  # noqa: F401 (fixtures)
 from tests.test_model import build
 
 
@@ -59,3 +65,109 @@ def test_one_sample_per_user_is_each_users_last_training_interaction(tiny, monke
     default = stages.training_samples(_overridden(config, monkeypatch, train_samples=None, train_sample_per_user=False), model, train_dataset, 0)
     assert len(default) == len(users)  # every training interaction, several per user
     assert default == draw_training_samples(model, train_dataset, None, config["train_candidates"], 0)
+
+
+# ---- cot_refine_sees_target ------------------------------------------------------------------
+def _held_out_items(model, *splits):
+    held_out = {}
+    for split in splits:
+        for user, item in zip(split.inter_feat[model.USER_ID].tolist(), split.inter_feat[model.ITEM_ID].tolist()):
+            held_out.setdefault(user, set()).add(item)
+    return held_out
+
+
+@pytest.mark.parametrize("sees_target", [False, True], ids=["default", "official"])
+def test_the_refinement_shows_the_training_target_only_when_switched_on(tiny_cot, cot_config, tmp_path, monkeypatch, sees_target):
+    _, model, train_dataset, valid_dataset, test_dataset = tiny_cot
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
+    config = cot_config(cot_num_samples=8, cot_refine_sees_target=sees_target)
+    teacher = ScriptedTeacher()
+    build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=teacher)
+
+    expected = {}
+    for sample in _cot_samples(config, model, train_dataset):
+        pseudo = pseudo_cot_messages([model.item_entry(i) for i in sample.history])
+        target = model.item_entry(sample.target) if sees_target else None
+        expected[json.dumps(refinement_messages(f"Notes on this user. {pseudo[-1]['content']}", target))] = sample
+    sent = {json.dumps(messages) for messages in teacher.conversations if messages[0]["content"] == REFINE_SYSTEM}
+    assert sent == set(expected)
+
+    held_out = _held_out_items(model, valid_dataset, test_dataset)
+    for conversation, sample in expected.items():
+        token, text = model.item_entry(sample.target)
+        assert (f"[{token}] {text}" in conversation) is sees_target
+        for item in held_out[sample.user_id]:  # the user's validation and test items: never
+            token, text = model.item_entry(item)
+            assert f"[{token}]" not in conversation and text not in conversation
+
+
+# ---- cot_placement ---------------------------------------------------------------------------
+def _answer_alone(row):
+    return row["completion"][0]["content"] == f"<answer>{row['target_title']}</answer>"
+
+
+def test_input_placement_shows_the_rationale_in_a_share_of_sft_prompts_and_trains_the_answer_alone(tiny_cot, cot_config, tmp_path, monkeypatch):
+    _, model, train_dataset, _, _ = tiny_cot
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
+    official = dict(cot_num_samples=8, train_samples=12, cot_min_gain=-100.0, cot_placement="input", cot_input_share_sft=0.5)  # all 8 reliable
+    path = build_mixed_grained_dataset(cot_config(**official), model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    rows = read_jsonl(path)
+    shown = [row for row in rows if REFERENCE_HEADER in row["prompt"][-1]["content"]]
+    assert len(rows) == 12 and all(_answer_alone(row) for row in rows)  # no row added, no reasoning trained
+    assert len(shown) == 4 and all(row["kind"] == "cot" and "1. Preference signals:" in row["prompt"][-1]["content"] for row in shown)
+    again = build_mixed_grained_dataset(
+        cot_config(cot_cache_dir=str(tmp_path / "again")), model, train_dataset, show_progress=False, teacher=ScriptedTeacher()
+    )
+    assert read_jsonl(again) == rows  # seeded
+
+    default = read_jsonl(
+        build_mixed_grained_dataset(cot_config(cot_placement="output"), model, train_dataset, show_progress=False, teacher=ScriptedTeacher())
+    )
+    assert len(default) == 12 + 3  # round(cot_ratio 0.25 x 12) CoT rows added, reasoning in the completion
+    assert not any(REFERENCE_HEADER in row["prompt"][-1]["content"] for row in default)
+    assert sum(row["completion"][0]["content"].startswith("<think>") for row in default) == 3
+
+
+def test_input_placement_shows_the_rationale_in_a_share_of_grpo_prompts(tiny_cot, cot_config, monkeypatch):
+    from recbole_mllmr1.cot import build
+
+    _, model, train_dataset, _, _ = tiny_cot
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
+    monkeypatch.setattr(build, "make_teacher", lambda *args, **kwargs: pytest.fail("cot_placement: output runs no teacher for GRPO"))
+    config = cot_config(train_samples=None, train_sample_per_user=True, cot_num_samples=None, cot_min_gain=-100.0, cot_input_share_grpo=0.5)
+    plain = stages.grpo_records(config, model, train_dataset)
+    assert not any(REFERENCE_HEADER in record["prompt"][-1]["content"] for record in plain)
+
+    monkeypatch.setattr(build, "make_teacher", lambda *args, **kwargs: ScriptedTeacher())
+    records = stages.grpo_records(cot_config(cot_placement="input"), model, train_dataset)
+    shown = [i for i, record in enumerate(records) if REFERENCE_HEADER in record["prompt"][-1]["content"]]
+    assert len(records) == 30 and len(shown) == 15  # one sample per user, each with a rationale; half show it
+    for i, (record, without) in enumerate(zip(records, plain)):
+        assert record["target_title"] == without["target_title"] and record["candidate_titles"] == without["candidate_titles"]
+        assert (record["prompt"] == without["prompt"]) is (i not in shown)
+    assert [r["prompt"] for r in stages.grpo_records(config, model, train_dataset)] == [r["prompt"] for r in records]  # seeded
+
+
+def test_no_switch_reaches_a_validation_or_test_prompt(tiny_cot, cot_config, monkeypatch):
+    from recbole_mllmr1.cot import build
+    from tests.test_model import _eval_rows
+
+    _, model, train_dataset, valid_dataset, test_dataset = tiny_cot
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
+    monkeypatch.setattr(build, "make_teacher", lambda *args, **kwargs: ScriptedTeacher())
+    config = cot_config(
+        train_samples=None, train_sample_per_user=True, cot_num_samples=None, cot_min_gain=-100.0,
+        cot_placement="input", cot_input_share_sft=1.0, cot_input_share_grpo=1.0, cot_refine_sees_target=True,
+    )
+    stages.grpo_records(config, model, train_dataset)  # builds the CoT files with every official switch on
+
+    prompts = []
+    recording = PromptHashScorer()
+    monkeypatch.setattr(recording, "log_probs", lambda batch, titles: prompts.extend(batch) or PromptHashScorer().log_probs(batch, titles))
+    monkeypatch.setattr(model, "title_log_probs", recording.log_probs)
+    for dataset in (valid_dataset, test_dataset):
+        for row in range(5):
+            target = int(dataset.inter_feat[model.ITEM_ID][row])
+            model.predict(_eval_rows(model, dataset, row, [target] + [i for i in range(1, 6) if i != target][:4]))
+    assert len(prompts) >= 10
+    assert not any(REFERENCE_HEADER in prompt or "<think>" in prompt or "Preference signals" in prompt for prompt in prompts)

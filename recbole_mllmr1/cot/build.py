@@ -3,7 +3,9 @@
 ``build_mixed_grained_dataset`` writes two JSON-lines files under ``<cot_cache_dir>/<dataset>/``:
 
 - ``mixed_grained-<fingerprint>.jsonl``: the training file, trainable rows only: every plain
-  sample (``kind: plain``) and the injected reliable CoT samples (``kind: cot``), with the
+  sample (``kind: plain``) and the injected reliable CoT samples (``kind: cot``, the rationale
+  in the completion; with ``cot_placement: input`` a chosen share of them replace their plain
+  row instead, the rationale in the prompt and the answer alone in the completion), with the
   columns ``prompt``, ``completion`` (TRL conversational prompt-completion), ``kind``, ``user``,
   ``target``, ``target_title``, ``confidence``, ``gain``, ``rank``, ``kept``, ``reason``;
 - ``mixed_grained-<fingerprint>.provenance.jsonl``: one row per sample sent to the teacher,
@@ -21,11 +23,11 @@ from logging import getLogger
 import numpy as np
 
 from recbole_mllmr1.cot import confidence, teacher_prompts
-from recbole_mllmr1.cot.cache import JsonlCache, content_key, write_jsonl_atomically
-from recbole_mllmr1.cot.mixing import COT_SUBSET_STREAM, mix
+from recbole_mllmr1.cot.cache import JsonlCache, content_key, read_jsonl, write_jsonl_atomically
+from recbole_mllmr1.cot.mixing import COT_SUBSET_STREAM, SFT_REFERENCE_STREAM, choose_share, mix
 from recbole_mllmr1.cot.teachers import GenerationSettings, make_teacher
 from recbole_mllmr1.llm import cache_root
-from recbole_mllmr1.training_samples import answer_record, draw_training_samples
+from recbole_mllmr1.training_samples import answer_record, draw_training_samples, reference_record
 
 # Bump when the parser, the row layout or the mixing rule changes: it renames the output file.
 FILE_FORMAT_VERSION = 2
@@ -49,6 +51,9 @@ class CoTSettings:
     plain_samples: int  # train_samples: the plain rows; None = the whole training split
     candidates: int  # train_candidates
     one_per_user: bool  # train_sample_per_user
+    refine_sees_target: bool  # the refinement prompt shows the training sample's target
+    placement: str  # 'output' (the completion reasons) or 'input' (a share of prompts show the rationale)
+    input_share: float  # cot_input_share_sft: with placement 'input', that share of the reliable samples
 
     @classmethod
     def from_config(cls, config):
@@ -76,6 +81,9 @@ class CoTSettings:
             plain_samples=optional(int, "train_samples"),
             candidates=int(config["train_candidates"]),
             one_per_user=bool(config["train_sample_per_user"]),
+            refine_sees_target=bool(config["cot_refine_sees_target"]),
+            placement=str(config["cot_placement"]),
+            input_share=float(config["cot_input_share_sft"]),
         )
 
     @property
@@ -93,6 +101,7 @@ def _prompt_templates():
     return {
         "pseudo_cot": teacher_prompts.pseudo_cot_messages([("ITEM", "TEXT")]),
         "refinement": teacher_prompts.refinement_messages("NOTES"),
+        "refinement_with_target": teacher_prompts.refinement_messages("NOTES", ("ITEM", "TEXT")),
         "scaffold": teacher_prompts.REFINE_SCAFFOLD,
         "criteria": [teacher_prompts.MIN_CRITERIA, teacher_prompts.MAX_CRITERIA],
     }
@@ -129,10 +138,17 @@ def _pseudo_cots(model, teacher, cot_samples, settings, cache, show_progress):
     return _teacher_replies(teacher, conversations, settings, cache, "pseudo-CoT", (), show_progress)
 
 
-def _refine(teacher, pseudo_cots, settings, cache, show_progress):
-    """b. ``(refinement replies, rationale texts, drop reasons)`` by sample index; nothing is dropped silently."""
+def _refine(model, teacher, cot_samples, pseudo_cots, settings, cache, show_progress):
+    """b. ``(refinement replies, rationale texts, drop reasons)`` by sample index; nothing is dropped silently.
+
+    With ``refine_sees_target`` the teacher also sees each (training) sample's target.
+    """
     to_refine = [i for i, text in enumerate(pseudo_cots) if text.strip()]
-    conversations = [teacher_prompts.refinement_messages(pseudo_cots[i]) for i in to_refine]
+
+    def target_text(sample):
+        return model.item_entry(sample.target) if settings.refine_sees_target else None
+
+    conversations = [teacher_prompts.refinement_messages(pseudo_cots[i], target_text(cot_samples[i])) for i in to_refine]
     refined = dict(zip(to_refine, _teacher_replies(teacher, conversations, settings, cache, "refinement", teacher_prompts.REFINE_SCAFFOLD, show_progress)))
     rationales, reasons = {}, {}
     for i in range(len(pseudo_cots)):
@@ -211,10 +227,11 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
         logger.info(f"Mixed-grained CoT file is up to date: {path}")
         return path
 
-    cot_samples = [samples[i] for i in _cot_subset(len(samples), settings.num_samples, settings.seed)]
+    cot_subset = _cot_subset(len(samples), settings.num_samples, settings.seed)
+    cot_samples = [samples[i] for i in cot_subset]
     teacher_cache = JsonlCache(os.path.join(folder, "teacher.jsonl"))
     pseudo_cots = _pseudo_cots(model, teacher, cot_samples, settings, teacher_cache, show_progress)
-    refined, rationales, reasons = _refine(teacher, pseudo_cots, settings, teacher_cache, show_progress)
+    refined, rationales, reasons = _refine(model, teacher, cot_samples, pseudo_cots, settings, teacher_cache, show_progress)
     measured = _measure(model, cot_samples, rationales, scorer_identity, JsonlCache(os.path.join(folder, "scores.jsonl")), show_progress)
     reliable = []
     for i in sorted(measured):
@@ -225,7 +242,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
             reasons[i] = f"kept: gain {measured[i].gain:+.4f}, probability {measured[i].probability:.4f}"
             reliable.append(i)
 
-    # d. Every plain row, and reliable CoT rows at cot_ratio.
+    # d. Every plain row, and reliable CoT rows at cot_ratio (or, placed in the input, a share of them in their prompts).
     user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
 
     def identity(sample):
@@ -235,12 +252,19 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
         shown = {key: numbers[key] for key in ("confidence", "gain", "rank")}
         return {**record, "kind": kind, **identity(sample), **shown, "kept": True, "reason": reason}
 
+    def cot_row(i, record_of):
+        return training_row(cot_samples[i], record_of(model, cot_samples[i], rationales[i]), "cot", reasons[i], _numbers(measured[i]))
+
     plain_rows = [training_row(s, record, "plain", "plain sample", _numbers(None)) for s, record in zip(samples, plain_records)]
-    cot_rows = [
-        training_row(cot_samples[i], answer_record(model, cot_samples[i], rationales[i]), "cot", reasons[i], _numbers(measured[i]))
-        for i in reliable
-    ]
-    training_rows, injected = mix(plain_rows, cot_rows, settings.ratio, settings.seed)
+    if settings.placement == "input":
+        injected = choose_share(len(reliable), settings.input_share, settings.seed, SFT_REFERENCE_STREAM)
+        training_rows = list(plain_rows)
+        for j in injected:
+            training_rows[cot_subset[reliable[j]]] = cot_row(reliable[j], reference_record)
+        placed = f"shown in the prompts of {len(injected)} of {len(plain_rows)} rows (cot_input_share_sft {settings.input_share})"
+    else:
+        training_rows, injected = mix(plain_rows, [cot_row(i, answer_record) for i in reliable], settings.ratio, settings.seed)
+        placed = f"{len(injected)} CoT rows injected next to {len(plain_rows)} plain rows (cot_ratio {settings.ratio})"
     injected_samples = {reliable[j] for j in injected}
     provenance = [
         {
@@ -263,9 +287,23 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     logger.info(
         f"CoT: {stats['samples']} samples sent to the teacher, {stats['unparseable']} unparseable, "
         f"{stats['kept']} kept by the confidence filter ({stats['kept_share']:.1%}), mean gain {stats['mean_gain']:+.4f}; "
-        f"{len(injected)} CoT rows injected next to {len(plain_rows)} plain rows (cot_ratio {settings.ratio}). File: {path}"
+        f"{placed}. File: {path}"
     )
     return path
+
+
+def rationales_of(training_path, model, train_dataset, samples):
+    """Per sample, the reliable rationale a build (``training_path``) made for that training interaction, else None."""
+    user_tokens = train_dataset.field2id_token[train_dataset.uid_field]
+    kept = {
+        (row["user"], row["target"], tuple(row["history"])): row["rationale"]
+        for row in read_jsonl(provenance_path(training_path))
+        if row["kept"]
+    }
+    return [
+        kept.get((str(user_tokens[s.user_id]), model.item_token(s.target), tuple(model.item_token(i) for i in s.history)))
+        for s in samples
+    ]
 
 
 def cot_statistics(provenance):

@@ -3,13 +3,15 @@
 The paper keeps the standard samples so the model still learns to answer directly, and
 injects the confidence-filtered CoT samples so it also learns to reason first. ``cot_ratio``
 is CoT rows per plain row; when fewer CoT samples are reliable, all of them go in.
+With ``cot_placement: input`` (the official code) no row is added: a share of the samples
+with a reliable rationale show it in their prompt (:func:`choose_share`).
 """
 import math
 
 import numpy as np
 
 # Independent seeded streams: changing one step's draws never shifts another's.
-COT_SUBSET_STREAM, INJECTION_STREAM, SHUFFLE_STREAM = 1, 2, 3
+COT_SUBSET_STREAM, INJECTION_STREAM, SHUFFLE_STREAM, SFT_REFERENCE_STREAM, GRPO_REFERENCE_STREAM = 1, 2, 3, 4, 5
 
 
 def injection_count(n_plain, n_reliable, ratio):
@@ -32,3 +34,9 @@ def mix(plain_rows, reliable_cot_rows, ratio, seed):
     rows = list(plain_rows) + [reliable_cot_rows[i] for i in injected]
     order = np.random.default_rng([seed, SHUFFLE_STREAM]).permutation(len(rows))
     return [rows[i] for i in order], injected
+
+
+def choose_share(count, share, seed, stream):
+    """Sorted indices of ``round(share * count)`` of ``count`` items, a seeded draw on its own ``stream``."""
+    chosen = math.floor(share * count + 0.5)
+    return sorted(int(i) for i in np.random.default_rng([seed, stream]).choice(count, size=chosen, replace=False))

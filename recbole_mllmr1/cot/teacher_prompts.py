@@ -2,7 +2,9 @@
 
 The pseudo-CoT prompt shows the user's history and nothing else: no candidates (they hold
 the target) and no later interaction. The refinement prompt shows only the teacher's own
-notes. A one-shot example from another domain (books) and the reply's line openers
+notes, and with ``cot_refine_sees_target`` (the official code's choice) also the training
+sample's target, so that the rationale leads to it; samples are training interactions only,
+so no validation or test item ever reaches a teacher. A one-shot example from another domain (books) and the reply's line openers
 (:data:`REFINE_SCAFFOLD`, written by teachers that can) keep small teachers on the four-step
 format without lending them movie content.
 """
@@ -23,6 +25,10 @@ REFINE_INSTRUCTION = (
     "Rewrite these notes about a user as a structured rationale with four numbered steps: "
     "preference signals, next intent, 3 to 5 retrieval criteria (one per line, starting with '- '), "
     "and the profile of the likely next item."
+)
+TARGET_HINT = (
+    "The item the user actually chose next is below: let the rationale lead to this kind of item, "
+    "without naming its title."
 )
 _EXAMPLE_NOTES = (
     "The reader started with epic fantasy novels, then moved to shorter science fiction with strong "
@@ -74,13 +80,20 @@ def pseudo_cot_messages(history_texts):
     return [{"role": "system", "content": PSEUDO_COT_SYSTEM}, {"role": "user", "content": user}]
 
 
-def refinement_messages(pseudo_cot):
-    """Chat messages asking the teacher to restructure its own notes, with the one-shot example first."""
+def refinement_messages(pseudo_cot, target_text=None):
+    """Chat messages asking the teacher to restructure its own notes, with the one-shot example first.
+
+    ``target_text``: the training sample's target as ``(item token, text)``, shown as the item the
+    user chose next (``cot_refine_sees_target``); None shows the notes alone.
+    """
+    request = f"{REFINE_INSTRUCTION}\n\nNotes:\n{pseudo_cot.strip()}"
+    if target_text is not None:
+        request += f"\n\n{TARGET_HINT}\n{item_lines([target_text])}"
     return [
         {"role": "system", "content": REFINE_SYSTEM},
         {"role": "user", "content": f"{REFINE_INSTRUCTION}\n\nNotes:\n{_EXAMPLE_NOTES}"},
         {"role": "assistant", "content": _EXAMPLE_RATIONALE.text()},
-        {"role": "user", "content": f"{REFINE_INSTRUCTION}\n\nNotes:\n{pseudo_cot.strip()}"},
+        {"role": "user", "content": request},
     ]
 
 

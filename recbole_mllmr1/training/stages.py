@@ -13,9 +13,10 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from recbole_mllmr1.item_tokens import CurriculumCallback, ItemTokenCurriculum, projector_of
+from recbole_mllmr1.prompts import CHAT_TEMPLATE_KWARGS
 from recbole_mllmr1.training import settings
 from recbole_mllmr1.training.rewards import HitSpread, get_rewards
-from recbole_mllmr1.training_samples import answer_record, draw_training_samples, sample_messages
+from recbole_mllmr1.training_samples import answer_record, draw_training_samples, reference_messages, sample_messages
 
 # The training stages, in the order a run may list them.
 STAGES = ("sft", "grpo")
@@ -75,16 +76,40 @@ def sft_records(config, model, train_dataset, cot_file=None):
     return [answer_record(model, sample) for sample in training_samples(config, model, train_dataset, config["seed"])]
 
 
+def grpo_references(config, model, train_dataset, samples):
+    """``{sample index: rationale}``: the GRPO prompts that show a rationale (``cot_placement: input``).
+
+    A share ``cot_input_share_grpo`` (seeded) of the samples for which the CoT build made a reliable
+    rationale; the build runs here when no SFT stage ran it (its files are cached). Both stages draw
+    the same interactions only with ``train_sample_per_user`` (and ``train_samples: ~``), as the
+    official code does; otherwise few GRPO samples have a rationale.
+    """
+    if config["cot_placement"] != "input" or not config["cot_input_share_grpo"]:
+        return {}
+    from accelerate import PartialState
+
+    from recbole_mllmr1.cot.build import build_mixed_grained_dataset, rationales_of
+    from recbole_mllmr1.cot.mixing import GRPO_REFERENCE_STREAM, choose_share
+
+    # One process runs the teacher and fills the caches; under torchrun the others then read them.
+    with PartialState().main_process_first():
+        cot_file = build_mixed_grained_dataset(config, model, train_dataset, show_progress=config["show_progress"])
+    covered = [(i, rationale) for i, rationale in enumerate(rationales_of(cot_file, model, train_dataset, samples)) if rationale]
+    shown = choose_share(len(covered), config["cot_input_share_grpo"], config["seed"], GRPO_REFERENCE_STREAM)
+    return dict(covered[j] for j in shown)
+
+
 def grpo_records(config, model, train_dataset):
     """The GRPO prompts, with the candidate and target titles the rewards read."""
     samples = training_samples(config, model, train_dataset, config["seed"] + 1)
+    references = grpo_references(config, model, train_dataset, samples)
     return [
         {
-            "prompt": sample_messages(model, s),
+            "prompt": reference_messages(model, s, references[index]) if index in references else sample_messages(model, s),
             "candidate_titles": [model.item_title(i) for i in s.candidates],
             "target_title": model.item_title(s.target),
         }
-        for s in samples
+        for index, s in enumerate(samples)
     ]
 
 
@@ -145,6 +170,8 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
     hit_spread = HitSpread(config["grpo_num_generations"])
     args = settings.grpo_config(config, stage_dir, num_processes=num_processes)
     args.reward_weights = [1.0] * len(rewards) + [0.0]  # the hit monitor only watches
+    # Rollouts start where evaluation's reasoning starts: the paper's inference does not think.
+    args.chat_template_kwargs = CHAT_TEMPLATE_KWARGS
     trainer = GRPOTrainer(
         model=model.language_model,
         reward_funcs=rewards + [hit_spread],
