@@ -261,7 +261,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
         training_rows = list(plain_rows)
         for j in injected:
             training_rows[cot_subset[reliable[j]]] = cot_row(reliable[j], reference_record)
-        placed = f"shown in the prompts of {len(injected)} of {len(plain_rows)} rows (cot_input_share_sft {settings.input_share})"
+        placed = f"rationales shown in the prompts of {len(injected)} of {len(plain_rows)} rows (cot_input_share_sft {settings.input_share})"
     else:
         training_rows, injected = mix(plain_rows, [cot_row(i, answer_record) for i in reliable], settings.ratio, settings.seed)
         placed = f"{len(injected)} CoT rows injected next to {len(plain_rows)} plain rows (cot_ratio {settings.ratio})"
