@@ -171,3 +171,24 @@ def test_no_switch_reaches_a_validation_or_test_prompt(tiny_cot, cot_config, mon
             model.predict(_eval_rows(model, dataset, row, [target] + [i for i in range(1, 6) if i != target][:4]))
     assert len(prompts) >= 10
     assert not any(REFERENCE_HEADER in prompt or "<think>" in prompt or "Preference signals" in prompt for prompt in prompts)
+
+
+# ---- the switches' rules ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("cot_placement", "prompt", "one of 'output', 'input'"),
+        ("cot_input_share_sft", 1.5, "a number >= 0 and <= 1"),
+        ("cot_input_share_grpo", -0.1, "a number >= 0 and <= 1"),
+        ("cot_refine_sees_target", "yes", "True or False"),
+        ("train_sample_per_user", 1, "True or False"),
+        ("grpo_top_p", 0, "a number > 0 and <= 1"),
+    ],
+)
+def test_a_wrong_switch_value_fails_at_run_start_with_what_is_allowed(tiny_data_path, key, value, allowed):
+    from recbole_mllmr1.settings import SettingsError, check_settings
+    from tests.test_settings import mllmrecr1_config
+
+    with pytest.raises(SettingsError) as error:
+        check_settings(mllmrecr1_config(tiny_data_path, **{key: value}))
+    assert f"[{key}] = {value!r}" in str(error.value) and allowed in str(error.value)
