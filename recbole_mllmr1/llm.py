@@ -88,10 +88,7 @@ def resolve_llm_path(llm_path):
     )
 
 
-def load_tokenizer(llm_path):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_llm_path(llm_path))
+def _prepare_tokenizer(tokenizer):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Batched scoring reads the last position of every row: pad on the left.
@@ -99,14 +96,56 @@ def load_tokenizer(llm_path):
     return tokenizer
 
 
+def load_tokenizer(llm_path):
+    from transformers import AutoTokenizer
+
+    return _prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_llm_path(llm_path)))
+
+
+def _torch_dtype(device, dtype):
+    """fp32 on CPU (bf16 matmul is ~300x slower there) and bf16 on CUDA for ``auto``; else the named dtype."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
 def load_causal_lm(llm_path, device, dtype="auto"):
-    """Load the LM in fp32 on CPU (bf16 matmul is ~300x slower there) and bf16 on CUDA unless told otherwise."""
+    """Load the LM in fp32 on CPU and bf16 on CUDA unless told otherwise."""
     from transformers import AutoModelForCausalLM
 
     device = torch.device(device)
-    if dtype == "auto":
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(resolve_llm_path(llm_path), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(resolve_llm_path(llm_path), dtype=_torch_dtype(device, dtype))
     return model.to(device)
+
+
+def is_vision_language_model(llm_path):
+    """Whether ``llm_path`` is an image-text-to-text model that ``AutoModelForCausalLM`` cannot load (Qwen3-VL, LLaVA).
+
+    Models that both Auto classes load (Gemma 3) count as causal LMs.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    model_type = AutoConfig.from_pretrained(resolve_llm_path(llm_path)).model_type
+    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def load_text_generator(llm_path, device, dtype="auto"):
+    """``(model, tokenizer)`` of a chat model that writes text from text: a causal LM, or a vision-language
+    model (the paper's Qwen3-VL teacher) loaded through ``AutoModelForImageTextToText`` with its processor,
+    whose tokenizer and chat template prompt it without images."""
+    if not is_vision_language_model(llm_path):
+        return load_causal_lm(llm_path, device, dtype), load_tokenizer(llm_path)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_llm_path(llm_path)
+    processor = AutoProcessor.from_pretrained(path)
+    tokenizer = processor.tokenizer
+    # A VLM's chat template may ship with its processor only.
+    tokenizer.chat_template = processor.chat_template or tokenizer.chat_template
+    device = torch.device(device)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=_torch_dtype(device, dtype))
+    return model.to(device), _prepare_tokenizer(tokenizer)

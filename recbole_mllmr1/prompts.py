@@ -17,6 +17,10 @@ SYSTEM_PROMPT = (
     f"End your reply with {ANSWER_OPEN}title{ANSWER_CLOSE}, naming exactly one candidate by its title."
 )
 
+# The paper's inference does not think: chat templates with a thinking switch (Qwen3's
+# enable_thinking) render the assistant turn with thinking off; templates without one ignore the key.
+CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
+
 _ANSWER_PATTERN = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 
 
@@ -34,6 +38,11 @@ def build_messages(history_texts, candidate_texts):
         "Which candidate comes next?"
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def generation_prompt(tokenizer, messages):
+    """``messages`` in the model's chat template (a tokenizer's or a processor's), the assistant turn opened, thinking off."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS)
 
 
 def format_answer(title, rationale=None):

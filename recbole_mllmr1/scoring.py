@@ -18,13 +18,24 @@ import inspect
 import numpy as np
 import torch
 
-from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN
+from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, CHAT_TEMPLATE_KWARGS
 
 
 def render_prompt(tokenizer, messages, assistant_prefix=""):
-    """Chat-template text for ``messages`` with the assistant turn opened and ``<answer>`` started."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text + assistant_prefix + ANSWER_OPEN
+    """Chat-template text for ``messages`` with the assistant turn opened at ``assistant_prefix`` and ``<answer>`` started.
+
+    The template renders the assistant turn itself, as SFT renders a completion, and the text is
+    cut after its ``<answer>``: a template that rewrites replies (Qwen3 closes an empty ``<think>``
+    block before a plain answer and puts a rationale's ``<think>`` on lines of its own) is scored
+    on exactly the text SFT trains on. For a template that copies replies verbatim (SmolLM2's)
+    this is the generation prompt followed by ``assistant_prefix`` and ``<answer>``.
+    """
+    reply = {"role": "assistant", "content": assistant_prefix + ANSWER_OPEN + ANSWER_CLOSE}
+    text = tokenizer.apply_chat_template([*messages, reply], tokenize=False, **CHAT_TEMPLATE_KWARGS)
+    answer_at = text.rfind(ANSWER_OPEN + ANSWER_CLOSE)
+    if answer_at < 0:
+        raise ValueError(f"the chat template drops the assistant's {ANSWER_OPEN}{ANSWER_CLOSE} from its reply: it cannot be scored")
+    return text[: answer_at + len(ANSWER_OPEN)]
 
 
 def _common_prefix_length(sequences):

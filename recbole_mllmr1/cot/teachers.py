@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessor
 
-from recbole_mllmr1.llm import DEFAULT_LLM, load_causal_lm, load_tokenizer
+from recbole_mllmr1.llm import DEFAULT_LLM, load_text_generator
 from recbole_mllmr1.optional_packages import require_vllm
+from recbole_mllmr1.prompts import generation_prompt
 
 # Greedy decoding makes small models loop ("thrillers, thrillers, ..."); a mild penalty stops it.
 REPETITION_PENALTY = 1.1
@@ -91,7 +92,8 @@ class LineScaffold(LogitsProcessor):
 
 
 class LocalTeacher:
-    """A transformers causal LM, loaded on first use (a fully cached build never loads it)."""
+    """A transformers chat model, loaded on first use (a fully cached build never loads it): a causal LM,
+    or a vision-language model such as the paper's Qwen3-VL, prompted with text only."""
 
     def __init__(self, llm_path, device="cpu", batch_size=8):
         expanded = os.path.expanduser(str(llm_path or DEFAULT_LLM))
@@ -101,12 +103,17 @@ class LocalTeacher:
         self.identity = f"hf:{self.llm_path}|repetition_penalty={REPETITION_PENALTY}"
 
     @functools.cached_property
-    def _tokenizer(self):
-        return load_tokenizer(self.llm_path)  # left padding: generation continues every row at its end
+    def _loaded(self):
+        model, tokenizer = load_text_generator(self.llm_path, self.device)  # left padding: generation continues every row at its end
+        return model.eval(), tokenizer
 
-    @functools.cached_property
+    @property
+    def _tokenizer(self):
+        return self._loaded[1]
+
+    @property
     def _model(self):
-        return load_causal_lm(self.llm_path, self.device).eval()
+        return self._loaded[0]
 
     @functools.cached_property
     def _newline_token_ids(self):
@@ -120,10 +127,7 @@ class LocalTeacher:
 
         tokenizer, model = self._tokenizer, self._model
         opening = scaffold[0] if scaffold else ""
-        texts = [
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opening
-            for messages in conversations
-        ]
+        texts = [generation_prompt(tokenizer, messages) + opening for messages in conversations]
         batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(self.device)
         processors = LogitsProcessorList()
         if len(scaffold) > 1:

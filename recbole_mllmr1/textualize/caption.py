@@ -2,6 +2,8 @@
 
 import re
 
+from recbole_mllmr1.prompts import generation_prompt
+
 DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 # In the paper's spirit: the recommender should learn what an item looks like, not re-read its title.
 DEFAULT_CAPTION_PROMPT = (
@@ -20,7 +22,7 @@ def caption_messages(prompt):
 
 def caption_prompt_text(processor, prompt):
     """The model's own chat template applied to the caption turn, ready for generation."""
-    return processor.apply_chat_template(caption_messages(prompt), add_generation_prompt=True, tokenize=False)
+    return generation_prompt(processor, caption_messages(prompt))
 
 
 def clean_caption(text, max_words=MAX_CAPTION_WORDS):

@@ -44,7 +44,7 @@ from recbole_mllmr1.item_text import ItemTexts
 from recbole_mllmr1.item_tokens import install_item_tokens, item_token_text
 from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
-from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages
+from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages, generation_prompt
 from recbole_mllmr1.scoring import TitleScorer, render_prompt
 
 
@@ -254,7 +254,7 @@ class MLLMRecR1(SequentialRecommender):
     @torch.no_grad()
     def reasoning(self, messages_list):
         """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
-        texts = [self._tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list]
+        texts = [generation_prompt(self._tokenizer, m) for m in messages_list]
         replies = []
         for start in range(0, len(texts), self.generation_batch_size):
             batch = self._tokenizer(
