@@ -14,7 +14,6 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from recbole_mllmr1.item_tokens import CurriculumCallback, ItemTokenCurriculum, projector_of
 from recbole_mllmr1.prompts import CHAT_TEMPLATE_KWARGS
-from recbole_mllmr1.prompts import CHAT_TEMPLATE_KWARGS
 from recbole_mllmr1.training import settings
 from recbole_mllmr1.training.rewards import HitSpread, get_rewards
 from recbole_mllmr1.training_samples import answer_record, draw_training_samples, reference_messages, sample_messages
@@ -171,8 +170,6 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
     hit_spread = HitSpread(config["grpo_num_generations"])
     args = settings.grpo_config(config, stage_dir, num_processes=num_processes)
     args.reward_weights = [1.0] * len(rewards) + [0.0]  # the hit monitor only watches
-    # Rollouts start where evaluation's reasoning starts: the paper's inference does not think.
-    args.chat_template_kwargs = CHAT_TEMPLATE_KWARGS
     # Rollouts start where evaluation's reasoning starts: the paper's inference does not think.
     args.chat_template_kwargs = CHAT_TEMPLATE_KWARGS
     trainer = GRPOTrainer(
