@@ -11,8 +11,16 @@ import numpy as np
 import torch
 from recbole.evaluator import Collector
 
-# RecBole's result keys, in the order of the comparison table.
-METRICS = ("hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "mrr@10")
+
+def metrics_for_topk(topk):
+    """RecBole's result keys a comparison reports for ``topk``, in table order: HR at every k, NDCG at
+    every k above 1 (NDCG@1 is HR@1 with one positive), MRR at the largest k."""
+    ks = sorted(set(int(k) for k in topk))
+    return tuple([f"hit@{k}" for k in ks] + [f"ndcg@{k}" for k in ks if k > 1] + [f"mrr@{ks[-1]}"])
+
+
+# The default comparison's keys (topk 1, 5, 10): hit@1, hit@5, hit@10, ndcg@5, ndcg@10, mrr@10.
+METRICS = metrics_for_topk((1, 5, 10))
 
 
 def _parse(metric):

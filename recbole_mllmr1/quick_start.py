@@ -200,10 +200,24 @@ def run_recbole(
     return result
 
 
-def stage_table(stage_results, fusion_weights=None, metrics=("hit@1", "hit@5", "ndcg@5", "mrr@10")):
-    """A markdown table: one row per training stage, one column per metric, and the fusion weight
-    each stage was tested with (the sequential model's share of the score; 0 = the LLM alone)."""
+def stage_metrics(result):
+    """The stage table's columns for a result's keys: HR at the smallest and the middle cut-off,
+    NDCG at the middle one, MRR at the largest (topk 1, 5, 10: hit@1, hit@5, ndcg@5, mrr@10;
+    3, 5, 10: hit@3, hit@5, ndcg@5, mrr@10); every key when the result lacks those metrics."""
+    cut_offs = sorted({int(key.split("@")[1]) for key in result if "@" in key})
+    if not cut_offs:
+        return list(result)
+    low, middle, high = cut_offs[0], cut_offs[len(cut_offs) // 2], cut_offs[-1]
+    chosen = list(dict.fromkeys([f"hit@{low}", f"hit@{middle}", f"ndcg@{middle}", f"mrr@{high}"]))
+    return chosen if all(metric in result for metric in chosen) else list(result)
+
+
+def stage_table(stage_results, fusion_weights=None, metrics=None):
+    """A markdown table: one row per training stage, one column per metric (default:
+    :func:`stage_metrics` of the first stage), and the fusion weight each stage was tested with
+    (the sequential model's share of the score; 0 = the LLM alone)."""
     fusion_weights = fusion_weights or {}
+    metrics = metrics or stage_metrics(next(iter(stage_results.values()), {}))
     lines = ["| stage | " + " | ".join(metrics) + " | fusion weight |", "|---" * (len(metrics) + 2) + "|"]
     for stage, result in stage_results.items():
         weight = fusion_weights.get(stage)

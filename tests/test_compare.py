@@ -22,7 +22,7 @@ from recbole_mllmr1.compare.rows import DEFAULT_MODELS, Row, select_rows, slugif
 from recbole_mllmr1.compare.settings import parse_mode, parse_overrides
 from recbole_mllmr1.compare.statistics import add_gain_over_zero_shot
 from recbole_mllmr1.config import Config
-from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, metrics_from_topk, random_ranking_metrics
+from recbole_mllmr1.per_user_metrics import METRICS, PerUserCollector, metrics_for_topk, metrics_from_topk, random_ranking_metrics
 from recbole_mllmr1.quick_start import run_recbole
 from recbole_mllmr1.significance import paired_bootstrap_p_value, significance_label
 from tests.conftest import TINY_CONFIG
@@ -142,12 +142,12 @@ def test_each_tested_stage_gets_its_own_per_user_metrics():
         for index, stage in zip((1, 2, 3), ("zero-shot", "sft", "grpo"))
     }
     trainer = types.SimpleNamespace(eval_collector=collector, stage_results=stage_results)
-    evaluations = checks.per_user_test_evaluations(trainer, dict(stage_results["sft"]))
+    evaluations = checks.per_user_test_evaluations(trainer, dict(stage_results["sft"]), METRICS)
     assert set(evaluations) == {"zero-shot", "sft", "grpo", "final"}
     assert list(evaluations["grpo"][1]["hit@1"]) == [1, 0, 0] and list(evaluations["zero-shot"][1]["hit@1"]) == [1, 1, 1]
     assert evaluations["final"] is evaluations["sft"]
     with pytest.raises(RuntimeError, match="matches none of the stage results"):
-        checks.per_user_test_evaluations(trainer, {"hit@1": 0.5})
+        checks.per_user_test_evaluations(trainer, {"hit@1": 0.5}, METRICS)
     record = {"error": None, "metrics": {}, "stage_metrics": {"zero-shot": {}}}
     missing = row_seed(Row("x", "MLLMRecR1", stage="grpo"), types.SimpleNamespace(seed=0, run_dir="d"), record)
     assert "tested no stage [grpo] (tested: zero-shot)" in missing.error
@@ -236,6 +236,25 @@ def test_test_candidates_are_identical_across_models(tiny_data_path):
         })
     pop, bpr = (np.concatenate([c.numpy() for c in tested[m].last]) for m in ("Pop", "BPR"))
     assert len(pop) == 30 * 10 and np.array_equal(pop, bpr)
+
+
+def test_topk_sets_every_rows_cut_offs_and_the_tables_metrics(tiny_data_path, tmp_path):
+    assert metrics_for_topk([10, 3, 5]) == ("hit@3", "hit@5", "hit@10", "ndcg@3", "ndcg@5", "ndcg@10", "mrr@10")
+    assert metrics_for_topk((1, 5, 10)) == METRICS
+    settings = settings_from_args(compare_args(tiny_data_path, tmp_path, "Pop", "--topk", "3,5,10"))
+    assert settings.topk == (3, 5, 10) and plan_run("Pop", {}, 0, settings).config_dict["topk"] == [3, 5, 10]
+    default = settings_from_args(compare_args(tiny_data_path, tmp_path, "Pop"))
+    assert plan_run("Pop", {}, 0, default).config_hash != plan_run("Pop", {}, 0, settings).config_hash
+    assert settings_from_args(compare_args(tiny_data_path, tmp_path, "Pop", "--config", "topk=[3,5,10]")).topk == (3, 5, 10)
+    for bad in ("3,5", "0,10", "a,b"):
+        with pytest.raises(ValueError, match="must be positive cut-offs that include 10"):
+            settings_from_args(compare_args(tiny_data_path, tmp_path, "Pop", "--topk", bad))
+    out = tmp_path / "cmp"
+    assert run(compare_args(tiny_data_path, out, "Pop", "--mode", "uni9", "--topk", "3,5,10")) == 0
+    columns, rows = read_csv(out)
+    assert columns == table_columns(metrics_for_topk((3, 5, 10))) and "HR@1" not in columns
+    assert float(rows["random"]["HR@3"]) == pytest.approx(0.3)
+    assert "--topk 3,5,10" in (out / "results.md").read_text()
 
 
 # ---- the driver ------------------------------------------------------------------------

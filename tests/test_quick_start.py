@@ -68,3 +68,17 @@ def test_unknown_model_on_the_command_line_lists_the_models(tmp_path):
     )
     assert result.returncode != 0 and "[NoSuchRec] is not the name of an existing model" in result.stderr
     assert "MLLMRecR1" in result.stderr and "SASRec" in result.stderr
+
+
+def test_topk_three_five_ten_runs_and_the_stage_table_follows_it(tiny_data_path, tiny_llm_dir, tmp_path):
+    from recbole_mllmr1.quick_start import run_recbole, stage_metrics, stage_table
+    from recbole_mllmr1.sequential_model import TEXT_ONLY
+    from tests.conftest import TINY_CONFIG
+
+    assert stage_metrics({f"{m}@{k}": 0 for m in ("hit", "ndcg", "mrr") for k in (1, 5, 10)}) == ["hit@1", "hit@5", "ndcg@5", "mrr@10"]
+    config = {**TINY_CONFIG, **TEXT_ONLY, "stages": [], "topk": [3, 5, 10], "eval_args": {"mode": "uni9"},
+              "data_path": tiny_data_path, "checkpoint_dir": str(tmp_path), "llm_path": tiny_llm_dir}
+    result = run_recbole("MLLMRecR1", "tiny", config_dict=config, saved=False)
+    assert {"hit@3", "ndcg@3", "mrr@10"} <= set(result["test_result"]) and "hit@1" not in result["test_result"]
+    header = stage_table({"zero-shot": result["test_result"]}).splitlines()[0]
+    assert header == "| stage | hit@3 | hit@5 | ndcg@5 | mrr@10 | fusion weight |"

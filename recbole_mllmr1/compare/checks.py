@@ -13,7 +13,7 @@ def _checked(evaluation, recbole_result, what):
     return evaluation
 
 
-def per_user_test_evaluations(trainer, test_result):
+def per_user_test_evaluations(trainer, test_result, metrics):
     """Per-user test metrics: ``{"final": ...}``, plus ``{stage: ...}`` when the trainer tests each training stage.
 
     MLLMRecR1's trainer tests every stage's best adapter (zero-shot first) and returns the
@@ -23,7 +23,7 @@ def per_user_test_evaluations(trainer, test_result):
     stage_results = getattr(trainer, "stage_results", None) or {}
     first = len(collector.evaluations) - len(stage_results)
     evaluations = {
-        stage: _checked(collector.per_user(first + index), result, f"stage {stage}")
+        stage: _checked(collector.per_user(first + index, metrics), result, f"stage {stage}")
         for index, (stage, result) in enumerate(stage_results.items())
     }
     if stage_results:
@@ -31,6 +31,6 @@ def per_user_test_evaluations(trainer, test_result):
         if final is None:
             raise RuntimeError(f"the test result matches none of the stage results {list(stage_results)}.")
     else:
-        final = collector.per_user()
+        final = collector.per_user(metrics=metrics)
     evaluations["final"] = _checked(final, test_result, "test")
     return evaluations

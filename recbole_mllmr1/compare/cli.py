@@ -6,7 +6,7 @@ the ones that run the models are imported when the command runs.
 import os
 
 from .rows import DEFAULT_MODELS, LLM_MODEL, RETRIEVER_MODEL, ROWS, select_rows
-from .settings import Settings, parse_mode, parse_overrides
+from .settings import Settings, parse_mode, parse_overrides, parse_topk
 
 
 def _comma_list(text, convert, what):
@@ -30,6 +30,10 @@ def settings_from_args(args):
     # run_recbole's form, --key=value, is a --config KEY=VALUE for every row.
     config_items = list(args.config or []) + [f"{key}={value}" for key, value in getattr(args, "config_dict", {}).items()]
     overrides, model_overrides = parse_overrides(config_items)
+    if "topk" in overrides and args.topk is not None:
+        raise ValueError("topk is given twice, by --topk and as a config key: keep one.")
+    # RecBole's topk is the table's: every row is evaluated and reported at the same cut-offs.
+    topk = parse_topk(overrides.pop("topk", None) or args.topk or "1,5,10")
     return Settings(
         dataset=args.dataset,
         mode=args.mode,
@@ -43,6 +47,7 @@ def settings_from_args(args):
         config_items=config_items,
         overrides=overrides,
         model_overrides=model_overrides,
+        topk=topk,
         config_files=[os.path.abspath(path) for path in args.config_files.split()] if getattr(args, "config_files", None) else [],
     )
 
@@ -61,6 +66,8 @@ def add_arguments(parser):
     parser.add_argument("--data-path", default=None, help="folder holding <dataset>/<dataset>.inter (RecBole's data_path)")
     parser.add_argument("--rerank-topk", type=int, default=20,
                         help=f"full mode: {LLM_MODEL} reranks this many top items of {RETRIEVER_MODEL} (default: 20)")
+    parser.add_argument("--topk", default=None,
+                        help="comma-separated cut-offs of every metric, including 10 (default: 1,5,10)")
     parser.add_argument("--config", action="append", metavar="[MODEL.]KEY=VALUE",
                         help="a RecBole config key for every row, or for one model's rows (repeatable; VALUE is YAML)")
 

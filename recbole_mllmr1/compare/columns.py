@@ -17,8 +17,8 @@ GAIN_COLUMN = f"gain vs zero-shot ({metric_label(SIGNIFICANCE_METRIC)})"
 GAIN_P_COLUMN = "p vs zero-shot"
 
 
-def table_columns():
-    metric_columns = [column for metric in METRICS for column in (metric_label(metric), f"{metric_label(metric)} std")]
+def table_columns(metrics=METRICS):
+    metric_columns = [column for metric in metrics for column in (metric_label(metric), f"{metric_label(metric)} std")]
     return (
         ["row", "model", "seeds", "users"]
         + metric_columns

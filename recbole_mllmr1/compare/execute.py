@@ -65,7 +65,7 @@ def execute_run(spec, settings):
             trainer_hook=keep_per_user_metrics,
         )
         trainer = trainers[0]
-        evaluations = per_user_test_evaluations(trainer, result["test_result"])
+        evaluations = per_user_test_evaluations(trainer, result["test_result"], settings.metrics)
         for name, (user_ids, per_user) in evaluations.items():
             np.savez(per_user_file(spec.run_dir, name), user_ids=user_ids, **per_user)
         means = {name: {metric: float(values.mean()) for metric, values in per_user.items()} for name, (_, per_user) in evaluations.items()}

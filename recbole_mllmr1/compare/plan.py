@@ -28,7 +28,7 @@ def protocol_config(settings, seed):
         "reproducibility": True,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": settings.mode},
         "metrics": ["Hit", "NDCG", "MRR"],
-        "topk": [1, 5, 10],
+        "topk": list(settings.topk),
         "valid_metric": "NDCG@10",
         "eval_batch_size": EVAL_BATCH_SIZE,
         "eval_user_sample": settings.eval_user_sample,

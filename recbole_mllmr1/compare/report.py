@@ -6,7 +6,6 @@ import platform
 import numpy as np
 import torch
 
-from recbole_mllmr1.per_user_metrics import METRICS
 from recbole_mllmr1.plots import plot_metrics, plot_times
 from recbole_mllmr1.significance import ALPHA
 
@@ -23,6 +22,8 @@ def command_line(settings):
         parts.append(f"--data-path {settings.data_path}")
     if settings.mode == "full":
         parts.append(f"--rerank-topk {settings.rerank_topk}")
+    if tuple(settings.topk) != (1, 5, 10):
+        parts.append(f"--topk {','.join(map(str, settings.topk))}")
     parts += [f"--config '{item}'" for item in settings.config_items]
     return " ".join(parts)
 
@@ -56,7 +57,7 @@ def markdown_table(entries, best, settings):
         f"Dataset **{settings.dataset}**, leave-one-out split in time order, each test user ranks {candidates} "
         f"(mode `{settings.mode}`); seeds {', '.join(map(str, settings.seeds))}"
         + (f"; a seeded sample of {settings.eval_user_sample} test users per seed" if settings.eval_user_sample else "")
-        + ". Metrics are means over seeds (± std over seeds when there are several); MRR is MRR@10.",
+        + f". Metrics are means over seeds (± std over seeds when there are several); MRR is MRR@{max(settings.topk)}.",
         f"{p_label}: paired bootstrap over (seed, user) pairs against the best baseline"
         f"{f' ({best})' if best else ''}; n.s. = not significant at alpha {ALPHA:g}. "
         f"{GAIN_COLUMN} and {GAIN_P_COLUMN} (trained stages): the same test against the zero-shot model of the same run.",
@@ -65,7 +66,7 @@ def markdown_table(entries, best, settings):
         f"Machine: {machine()}",
         "",
     ]
-    columns = ["row"] + [metric_label(metric) for metric in METRICS] + ["train s", "eval s", "params (trainable / total)",
+    columns = ["row"] + [metric_label(metric) for metric in settings.metrics] + ["train s", "eval s", "params (trainable / total)",
                                                                         p_label, "vs best baseline", GAIN_COLUMN, GAIN_P_COLUMN,
                                                                         "config", "error"]
     lines.append("| " + " | ".join(columns) + " |")
@@ -74,7 +75,7 @@ def markdown_table(entries, best, settings):
         params = "" if not np.isfinite(entry["params total"]) else f"{int(entry['params trainable']):,} / {int(entry['params total']):,}"
         cells = (
             [entry["row"]]
-            + [_format(entry[metric_label(m)], entry[f"{metric_label(m)} std"]) for m in METRICS]
+            + [_format(entry[metric_label(m)], entry[f"{metric_label(m)} std"]) for m in settings.metrics]
             + [_format(entry["train s"], digits=1), _format(entry["eval s"], digits=1), params,
                _format(entry[p_label]), entry["vs best baseline"] if isinstance(entry["vs best baseline"], str) else "",
                _format(entry[GAIN_COLUMN]), _format(entry[GAIN_P_COLUMN]), entry["config"], entry["error"][:200]]
@@ -86,7 +87,7 @@ def markdown_table(entries, best, settings):
 def write_outputs(entries, best, settings):
     """results.csv, results.md, metrics.png and time.png in the output folder; returns the markdown."""
     with open(os.path.join(settings.out, "results.csv"), "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=table_columns())
+        writer = csv.DictWriter(file, fieldnames=table_columns(settings.metrics))
         writer.writeheader()
         for entry in entries:
             writer.writerow({key: "" if isinstance(value, float) and not np.isfinite(value) else value for key, value in entry.items()})
@@ -95,6 +96,6 @@ def write_outputs(entries, best, settings):
         file.write(markdown)
     title = f"{settings.dataset}, {settings.mode}"
     plotted = [entry for entry in entries if entry["row"] == RANDOM_ROW or entry["seeds"]]
-    plot_metrics(plotted, [metric_label(metric) for metric in METRICS], os.path.join(settings.out, "metrics.png"), title)
+    plot_metrics(plotted, [metric_label(metric) for metric in settings.metrics], os.path.join(settings.out, "metrics.png"), title)
     plot_times(plotted, os.path.join(settings.out, "time.png"), title)
     return markdown

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import yaml
 
 from recbole_mllmr1.known_keys import check_known_keys
+from recbole_mllmr1.per_user_metrics import metrics_for_topk
 
 
 @dataclass
@@ -23,6 +24,12 @@ class Settings:
     overrides: dict
     model_overrides: dict
     config_files: list = ()  # the user's yaml files, read by every row after its baseline yaml
+    topk: tuple = (1, 5, 10)  # RecBole's topk for every row
+
+    @property
+    def metrics(self):
+        """The table's metrics (:func:`recbole_mllmr1.per_user_metrics.metrics_for_topk`)."""
+        return metrics_for_topk(self.topk)
 
 
 def parse_mode(mode):
@@ -33,6 +40,19 @@ def parse_mode(mode):
     if not match or int(match.group(2)) < 1:
         raise ValueError(f"--mode [{mode}] is not an evaluation mode: use full, uniN or popN (e.g. uni9, uni99).")
     return int(match.group(2)) + 1
+
+
+def parse_topk(text):
+    """``--topk 3,5,10`` (or a ``topk`` key's list) as a tuple of positive ints holding 10: NDCG@10 is
+    the metric of every significance test and of the best baseline."""
+    values = text if isinstance(text, (list, tuple)) else [item.strip() for item in str(text).strip("[]").split(",") if item.strip()]
+    try:
+        topk = tuple(sorted({int(value) for value in values}))
+    except (TypeError, ValueError):
+        topk = ()
+    if not topk or topk[0] < 1 or 10 not in topk:
+        raise ValueError(f"--topk [{text}] must be positive cut-offs that include 10 (NDCG@10 is the tested metric), e.g. --topk 3,5,10.")
+    return topk
 
 
 def parse_overrides(items):

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from recbole_mllmr1.per_user_metrics import METRICS, random_ranking_metrics
+from recbole_mllmr1.per_user_metrics import random_ranking_metrics
 from recbole_mllmr1.significance import paired_bootstrap_p_value, significance_label
 from recbole_mllmr1.trainer import ZERO_SHOT
 
@@ -18,9 +18,9 @@ from .settings import parse_mode
 
 def summarize_row(row, seeds, settings):
     finished = [seed for seed in seeds if not seed.error]
-    entry = {column: np.nan for column in table_columns()}
+    entry = {column: np.nan for column in table_columns(settings.metrics)}
     entry.update(row=row.name, model=row.model, seeds=len(finished))
-    for metric in METRICS:
+    for metric in settings.metrics:
         values = np.array([seed.metrics[metric] for seed in finished])
         entry[metric_label(metric)] = values.mean() if len(values) else np.nan
         entry[f"{metric_label(metric)} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
@@ -43,7 +43,7 @@ def summarize_row(row, seeds, settings):
 
 def random_entry(settings, results):
     """Expected metrics of a uniformly random ranking of each user's candidates."""
-    entry = {column: np.nan for column in table_columns()}
+    entry = {column: np.nan for column in table_columns(settings.metrics)}
     entry.update(row=RANDOM_ROW, model="", seeds="", error="", **{"config hash": ""})
     n_candidates = parse_mode(settings.mode)
     if n_candidates is None:  # full ranking: every item (RecBole also masks the user's history, ignored here)
@@ -52,7 +52,7 @@ def random_entry(settings, results):
     if n_candidates is None:
         entry["error"] = "full ranking needs the number of items, which comes from a finished run: none finished."
         return entry
-    for metric, value in random_ranking_metrics(n_candidates).items():
+    for metric, value in random_ranking_metrics(n_candidates, settings.metrics).items():
         entry[metric_label(metric)] = value
     entry["config"] = f"analytic: positive at a uniformly random rank among {n_candidates} candidates"
     return entry
