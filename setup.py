@@ -62,6 +62,8 @@ setup(
     ],
     extras_require={
         "vllm": ["vllm"],
+        # The `vlm` textualizer and a Qwen-VL CoT teacher: transformers 5 builds the Qwen-VL processor with torchvision.
+        "vlm": ["torchvision"],
         # Optional packages of RecBole models that have CPU wheels: LightGBM and XGBoost (its
         # exlib package imports both), NCL (faiss). xgboost-cpu is xgboost without the bundled
         # CUDA libraries (5 MB instead of 130 MB); on a GPU machine `pip install xgboost`
