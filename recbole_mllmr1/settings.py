@@ -176,6 +176,7 @@ RULES = {
     "fusion_weight": weight_or_auto,
     "fusion_grid": weights,
     "rerank_topk": integer(1),
+    "eval_scoring": choice("likelihood", "generative"),
     "stages": names(STAGES, ordered=True),
     "train_samples": integer(1, optional=True, none_means="the whole training split"),
     "train_candidates": integer(2),
@@ -250,6 +251,12 @@ def check_settings(config):
     if config["max_history"] > config["MAX_ITEM_LIST_LENGTH"]:
         _fail("max_history", config["max_history"], f"at most MAX_ITEM_LIST_LENGTH ({config['MAX_ITEM_LIST_LENGTH']}), the history RecBole keeps")
     _check_grounding(config)
+    if config["eval_scoring"] == "generative" and config["fusion_weight"] not in ("auto", 0):
+        _fail(
+            "fusion_weight", config["fusion_weight"],
+            "eval_scoring: generative ranks by the LLM's generated list, which has no log-probabilities to mix with the "
+            "sequential model's; set fusion_weight: 0 (or auto, which means 0 there) for the LLM alone, or eval_scoring: likelihood",
+        )
     if "grpo" in config["stages"]:
         # torchrun and `accelerate launch` set WORLD_SIZE; TRL trains on every process.
         check_grpo_batch(config, num_processes=int(os.environ.get("WORLD_SIZE", "1")))

@@ -258,9 +258,11 @@ class MLLMRecR1Trainer(Trainer):
         Every weight is validated on the candidates of every validation, with the LLM's scores of
         the stage's best adapter from its own validation (computed again only after a resume). A
         tie goes to the smaller weight: the LLM keeps its say unless the sequential model does
-        better. The grid's scores go to the run's history.
+        better. The grid's scores go to the run's history. With ``eval_scoring: generative`` the
+        weight is 0: a generated ranking has no log-probabilities to mix (check_settings refuses
+        an explicit non-zero weight with it).
         """
-        setting = self.config["fusion_weight"]
+        setting = 0.0 if self.model.generative_eval else self.config["fusion_weight"]
         if setting != "auto":
             self.model.set_fusion_weight(setting)
             return float(setting)
@@ -333,7 +335,19 @@ class MLLMRecR1Trainer(Trainer):
             self.stage_results = self.test_each_stage(eval_data)
             self.logger.info(f"Best adapter: {self.best[1]} step {self.best[2]}")
             return self.stage_results[self.best[1]]
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        return self._evaluate_as_is(eval_data, show_progress)
+
+    def _evaluate_as_is(self, eval_data, show_progress):
+        """RecBole's evaluation of the model as it is now; with generative scoring, also logs how
+        many of its replies ranked fewer candidates than asked (an unparseable one ranks none)."""
+        result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        tally = self.model.pop_generation_tally()
+        if tally:
+            self.logger.info(
+                set_color("generative ranking", "blue") + f": {tally['replies']} replies; {tally['listed none']} ranked no "
+                f"candidate (unparseable), {tally['listed fewer than asked']} fewer than the {self.model.generative_topk} asked"
+            )
+        return result
 
     def _spilt_predict(self, interaction, batch_size):
         """All of a batch's rows in one ``predict``, never RecBole's chunks of ``eval_batch_size`` rows.
@@ -363,7 +377,7 @@ class MLLMRecR1Trainer(Trainer):
                     self.model.set_fusion_weight(tested_weight)
                     # Sampled-evaluation negatives come from numpy's global RNG: the same seed, the same candidates.
                     init_seed(self.config["seed"] + self.config["local_rank"], self.config["reproducibility"])
-                    results[name] = super().evaluate(test_data, load_best_model=False, show_progress=self.config["show_progress"])
+                    results[name] = self._evaluate_as_is(test_data, self.config["show_progress"])
                     self.fusion_weights[name] = tested_weight
             self.model.set_fusion_weight(weight)
         return results

@@ -16,6 +16,11 @@ NOTE:
     ``candidates_per_prompt`` candidates are split over several prompts, and full
     ranking reranks the top ``rerank_topk`` items of the sequential model.
 
+    ``eval_scoring: generative`` evaluates as the official code does instead: one greedy reply
+    per user lists the ``max(topk)`` best candidates, listed candidates rank in the reply's
+    order and all others below them in the listing order (an unparseable reply ranks the
+    positive at the random floor, not first); there are no log-probabilities to fuse.
+
     Collaborative grounding (LLaRA, Llama4Rec): a trained RecBole sequential model
     (``sequential_model``, SASRec by default; :mod:`recbole_mllmr1.sequential_model`) gives
     every listed item a hybrid token after its title, embedded by a trainable projector from
@@ -27,10 +32,12 @@ NOTE:
     ``item_entry`` / ``item_token``, ``render_prompt``, ``title_log_probs``, ``reasoning``,
     ``candidate_log_probs``, the ``language_model`` and ``tokenizer`` that TRL trains, and
     two setters: ``use_language_model`` (the one way to swap in a LoRA-wrapped or trained
-    LLM), ``set_reasoning`` and ``set_fusion_weight``. Item image texts and the trained
+    LLM), ``set_reasoning`` and ``set_fusion_weight``; the trainer logs ``pop_generation_tally``
+    after each generative evaluation. Item image texts and the trained
     sequential model are prepared before the model is built
     (:func:`recbole_mllmr1.quick_start.prepare_run`) and read from the dataset.
 """
+from collections import Counter
 from contextlib import contextmanager
 from logging import getLogger
 
@@ -44,7 +51,15 @@ from recbole_mllmr1.item_text import ItemTexts
 from recbole_mllmr1.item_tokens import install_item_tokens, item_token_text
 from recbole_mllmr1.listing import listing_order, sample_negatives
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
-from recbole_mllmr1.prompts import ANSWER_OPEN, build_messages, generation_prompt
+from recbole_mllmr1.prompts import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    build_messages,
+    build_ranking_messages,
+    generation_prompt,
+    item_lines,
+    parse_ranked_list,
+)
 from recbole_mllmr1.scoring import TitleScorer, render_prompt
 
 
@@ -116,6 +131,10 @@ class MLLMRecR1(SequentialRecommender):
         self._reason_before_answer = False
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
         self._example_logged = False
+        # Generative evaluation: one greedy reply per user ranks the max(topk) best candidates.
+        self.generative_eval = config["eval_scoring"] == "generative"
+        self.generative_topk = max(config["topk"])
+        self._generation_tally = Counter()
 
         # Full-ranking retrieval without a sequential model: training-interaction counts (a buffer, so it follows .to(device)).
         counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items).float()
@@ -156,7 +175,18 @@ class MLLMRecR1(SequentialRecommender):
         """The sequential model's share ``w`` of the final score: ``(1 - w) x LLM + w x sequential``."""
         if weight and self.sequential_model is None:
             raise ValueError(f"fusion weight {weight} needs a sequential model, and this MLLMRecR1 has none.")
+        if self.generative_eval and 0 < weight < 1:
+            raise ValueError(
+                f"fusion weight {weight}: eval_scoring 'generative' ranks by a generated list, which has no "
+                "log-probabilities to mix with the sequential model's; use 0 (the LLM alone) or 1 (the sequential model alone)."
+            )
         self.fusion_weight = float(weight)
+
+    def pop_generation_tally(self):
+        """Counts of generative evaluation's replies since the last call (``replies``, ``listed none``,
+        ``listed fewer than asked``), then reset; empty in likelihood scoring."""
+        tally, self._generation_tally = dict(self._generation_tally), Counter()
+        return tally
 
     @contextmanager
     def remembering_llm_scores(self, remembered=None):
@@ -221,13 +251,17 @@ class MLLMRecR1(SequentialRecommender):
         each prompt's candidates are renormalised among themselves. Returns, per request,
         ``(log_probs in the given candidate order, listing order)``.
         """
+        return self._remembered("likelihood", requests, self._llm_log_probs)
+
+    def _remembered(self, scoring, requests, compute):
+        """``compute(requests)``, reusing the remembered results of ``scoring`` inside :meth:`remembering_llm_scores`."""
         memo = self._remembered_llm_scores
-        if memo is not None:
-            keys = [(user, tuple(history), tuple(candidates)) for user, history, candidates in requests]
-            missing = list({key: None for key in keys if key not in memo})
-            memo.update(zip(missing, self._llm_log_probs(missing)))
-            return [memo[key] for key in keys]
-        return self._llm_log_probs(requests)
+        if memo is None:
+            return compute(requests)
+        keys = [(scoring, user, tuple(history), tuple(candidates)) for user, history, candidates in requests]
+        missing = list({key: None for key in keys if key not in memo})
+        memo.update(zip(missing, compute([key[1:] for key in missing])))
+        return [memo[key] for key in keys]
 
     def _llm_log_probs(self, requests):
         plans, messages, titles = [], [], []
@@ -251,24 +285,69 @@ class MLLMRecR1(SequentialRecommender):
             results.append((log_probs, order))
         return results
 
+    def _generated_ranking_scores(self, requests):
+        """Per request, ``(scores in the given candidate order, listing order)`` from one greedy reply
+        that ranks the ``generative_topk`` best candidates (all of them when fewer are listed).
+
+        All of a request's candidates are listed in one prompt, in the seeded listing order. The
+        r-th candidate the reply ranks scores ``-r``; every other candidate scores ``-n``, below
+        them all, and :func:`strict_rank_scores` orders those by the listing order: a reply that
+        ranks nothing leaves the positive at the random floor.
+        """
+        plans, texts, budgets = [], [], []
+        for user_id, history_ids, candidate_ids in requests:
+            order = listing_order(self.listing_seed, user_id, candidate_ids)
+            listed = [candidate_ids[j] for j in order]
+            count = min(self.generative_topk, len(listed))
+            messages = build_ranking_messages([self.prompt_entry(i) for i in history_ids], [self.prompt_entry(i) for i in listed], count)
+            texts.append(generation_prompt(self._tokenizer, messages))
+            budgets.append(self._ranking_token_budget(listed, count))
+            plans.append((order, listed, count))
+        replies = self._greedy_replies(texts, budgets, ANSWER_CLOSE)
+        if texts and not self._example_logged:
+            self.logger.info(f"Example ranking prompt (generative evaluation) and its reply:\n{texts[0]}{replies[0]}")
+            self._example_logged = True
+        results = []
+        for (order, listed, count), reply in zip(plans, replies):
+            ranked = parse_ranked_list(reply, [self.item_token(i) for i in listed], [self.item_title(i) for i in listed], count)
+            self._generation_tally.update(
+                {"replies": 1, "listed none": int(not ranked), "listed fewer than asked": int(0 < len(ranked) < count)}
+            )
+            scores = np.full(len(order), -float(len(order)))
+            scores[order[ranked]] = -np.arange(len(ranked), dtype=np.float64)
+            results.append((scores, order))
+        return results
+
+    def _ranking_token_budget(self, listed, count):
+        """New tokens a ranked reply may take: the ``count`` longest candidates as numbered ``[id] title``
+        lines inside the answer tags, and ``max_reasoning_tokens`` before them when the model reasons."""
+        lines = [f"{count}. " + item_lines([(self.item_token(i), self.item_title(i))]) + "\n" for i in listed]
+        lengths = sorted((len(ids) for ids in self._tokenizer(lines, add_special_tokens=False)["input_ids"]), reverse=True)
+        tags = len(self._tokenizer(ANSWER_OPEN + "\n" + ANSWER_CLOSE, add_special_tokens=False)["input_ids"])
+        return sum(lengths[:count]) + tags + (self.max_reasoning_tokens if self._reason_before_answer else 0)
+
     @torch.no_grad()
-    def reasoning(self, messages_list):
-        """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
-        texts = [generation_prompt(self._tokenizer, m) for m in messages_list]
+    def _greedy_replies(self, texts, max_new_tokens, stop_string):
+        """The model's greedy continuation of each text, up to its ``max_new_tokens`` or ``stop_string``, in batches."""
         replies = []
         for start in range(0, len(texts), self.generation_batch_size):
-            batch = self._tokenizer(
-                texts[start : start + self.generation_batch_size], add_special_tokens=False, padding=True, return_tensors="pt"
-            ).to(self._llm.device)
+            end = start + self.generation_batch_size
+            batch = self._tokenizer(texts[start:end], add_special_tokens=False, padding=True, return_tensors="pt").to(self._llm.device)
             output = self._llm.generate(
                 **batch,
-                max_new_tokens=self.max_reasoning_tokens,
+                max_new_tokens=max(max_new_tokens[start:end]),
                 do_sample=False,
-                stop_strings=[ANSWER_OPEN],
+                stop_strings=[stop_string],
                 tokenizer=self._tokenizer,
                 pad_token_id=self._tokenizer.pad_token_id,
             )
             replies += self._tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        return replies
+
+    def reasoning(self, messages_list):
+        """The model's own greedy reply up to ``<answer>``, for each prompt (empty when it answers at once)."""
+        texts = [generation_prompt(self._tokenizer, m) for m in messages_list]
+        replies = self._greedy_replies(texts, [self.max_reasoning_tokens] * len(texts), ANSWER_OPEN)
         return [reply.split(ANSWER_OPEN)[0] for reply in replies]
 
     # ---- RecBole interface -------------------------------------------------------------
@@ -298,18 +377,21 @@ class MLLMRecR1(SequentialRecommender):
 
     def fused_log_probs(self, requests, sequential_log_probs):
         """Per request, ``(scores in the given candidate order, listing order)``: the LLM's
-        log-probabilities mixed with the sequential model's by ``fusion_weight``.
+        log-probabilities mixed with the sequential model's by ``fusion_weight`` (with
+        ``eval_scoring: generative``, the generated ranking's scores, at weight 0 or 1 only).
 
         A candidate listed twice (RecBole's sampler can repeat a negative) is shown to the LLM
         once and its copies get its score. At weight 1 the LLM is not asked; at 0, nor is the
         sequential model (``sequential_log_probs`` is then never read).
         """
         unique = [list(dict.fromkeys(candidates)) for _, _, candidates in requests]
-        llm = (
-            [np.zeros(len(u)) for u in unique]
-            if self.fusion_weight == 1
-            else [log_probs for log_probs, _ in self.candidate_log_probs([(r[0], r[1], u) for r, u in zip(requests, unique)])]
-        )
+        unique_requests = [(r[0], r[1], u) for r, u in zip(requests, unique)]
+        if self.fusion_weight == 1:
+            llm = [np.zeros(len(u)) for u in unique]
+        elif self.generative_eval:
+            llm = [scores for scores, _ in self._remembered("generative", unique_requests, self._generated_ranking_scores)]
+        else:
+            llm = [log_probs for log_probs, _ in self.candidate_log_probs(unique_requests)]
         results = []
         for row, ((user, _, candidates), listed, llm_row) in enumerate(zip(requests, unique, llm)):
             scores = llm_row if self.fusion_weight == 0 else (
@@ -392,7 +474,8 @@ class MLLMRecR1(SequentialRecommender):
 
     def full_sort_predict(self, interaction):
         """Scores over all items: the LLM reranks the retriever's top ``rerank_topk`` (fused with
-        the sequential model's scores by ``fusion_weight``).
+        the sequential model's scores by ``fusion_weight``; with generative scoring, those it does
+        not list follow in the listing order).
 
         Items outside the top-k keep the retriever's order below them. The interaction's
         ``item_id`` (the target) is never read.
