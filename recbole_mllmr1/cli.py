@@ -123,7 +123,7 @@ def config_arguments(args, command):
     keys in RecBole's form ``--key=value``, each key once and known
     (:func:`recbole_mllmr1.known_keys.check_known_keys`). Values stay as typed: RecBole's Config
     converts them. RecBole would ignore ``--eval_user_sample 60`` with a warning and run the full protocol."""
-    from recbole_mllmr1.known_keys import check_known_keys
+    from recbole_mllmr1.known_keys import OPT_OUT, check_known_keys
 
     seen = {}
     for arg in args:
@@ -137,7 +137,8 @@ def config_arguments(args, command):
         key, value = arg[2:].split("=")
         if seen.setdefault(key, value) != value:
             raise UserError(f"--{key} is given twice, as {seen[key]!r} and {value!r}")
-    check_known_keys(seen, "the command line")
+    if str(seen.get(OPT_OUT, "")).lower() not in ("true", "1"):
+        check_known_keys(seen, "the command line")
     return seen
 
 

@@ -149,6 +149,15 @@ def test_subcommands_take_config_keys_as_run_recbole_does_and_report_mistakes_in
     assert len(lines) <= 2, err
 
 
+def test_the_installed_subcommand_script_reports_a_misspelled_key_in_one_line(tmp_path):
+    result = subprocess.run(
+        [os.path.join(BIN, "recbole-mllmr1"), "compare", "--eval_user_sampel=3"], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and result.stdout == "" and len(lines) == 2, result.stderr
+    assert lines[0] == "error: unknown key [eval_user_sampel] in the command line; did you mean [eval_user_sample]? (keys of your own model: set allow_unknown_keys=True)"
+
+
 def test_a_dash_flag_is_not_abbreviated_when_every_key_value_is_a_config_key(workdir, capsys):
     # --data=x would pass for --data-path=x with argparse's abbreviations; here it is an unknown key.
     code = cli.main(["compare", "--data=elsewhere"])

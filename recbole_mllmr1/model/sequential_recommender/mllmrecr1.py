@@ -120,9 +120,6 @@ class MLLMRecR1(SequentialRecommender):
         if self.item_tokens:
             item_embeddings = self.sequential_model.item_embedding.weight.detach().float().cpu()
             install_item_tokens(self._llm, self._tokenizer, item_embeddings, config["projector_hidden_size"])
-        # The LLM itself never trains: the stages train LoRA adapters (and a copy of the item-token
-        # projector), which PEFT marks trainable, so RecBole's and compare's counts are theirs.
-        self._llm.requires_grad_(False)
         self.fusion_weight = 0.0 if config["fusion_weight"] == "auto" else float(config["fusion_weight"])
         self._remembered_llm_scores = None
         self._scorer = TitleScorer(self._llm, self._tokenizer)
@@ -142,9 +139,11 @@ class MLLMRecR1(SequentialRecommender):
 
     def __str__(self):
         """RecBole's model line, without the LLM's layer dump, and its one trainable-parameter count:
-        the LoRA adapter (and item-token projector) once the trainer attaches it, else 0."""
+        what the trainer trains, the LoRA adapter (and the item-token projector's copy) once it is
+        attached, else 0 (a zero-shot run trains nothing)."""
         total = sum(parameter.numel() for parameter in self._llm.parameters())
-        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)
+        with_adapter = hasattr(self._llm, "peft_config")  # PEFT froze everything but the adapter
+        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad) if with_adapter else 0
         sequential = f"{type(self.sequential_model).__name__} (frozen)" if self.sequential_model is not None else "none"
         return (
             f"{type(self).__name__}(LLM: {self.llm_path}, {total:,} parameters; sequential model: {sequential}; "
