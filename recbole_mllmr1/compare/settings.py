@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import yaml
 
 from recbole_mllmr1.known_keys import check_known_keys
-from recbole_mllmr1.per_user_metrics import metrics_for_topk
 
 
 @dataclass
@@ -29,6 +28,8 @@ class Settings:
     @property
     def metrics(self):
         """The table's metrics (:func:`recbole_mllmr1.per_user_metrics.metrics_for_topk`)."""
+        from recbole_mllmr1.per_user_metrics import metrics_for_topk  # imports torch: not for `compare --help`
+
         return metrics_for_topk(self.topk)
 
 
