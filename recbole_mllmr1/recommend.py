@@ -233,6 +233,7 @@ def format_recommendation(result):
         shown = f"(the model's own text only repeats the prompt, it is not reasoning) {reply}"
     else:
         shown = reply
+    shown = shown.replace("\n", "\n  ")  # a multi-line reply stays inside its section
     lines += ["Reasoning (the model's own generated text):", f"  {shown}", "Ranking (p: the LLM's probability among the candidates):"]
     marker = {tuple(held_out)} if evaluated and held_out else set()
     lines += [
