@@ -1,7 +1,8 @@
 """``recbole-mllmr1 export``: a trained run as a plain Hugging Face checkpoint, for vLLM and for
 users without this plugin.
 
-The run's best LoRA adapter is merged into the LLM. With hybrid item tokens, the projected item
+The run's best LoRA adapter is merged into the LLM (from a ``grpo_lora: fresh`` GRPO stage,
+the SFT adapter and GRPO's own on top of it). With hybrid item tokens, the projected item
 embeddings become extra rows of an untied, resized input embedding
 (:func:`recbole_mllmr1.item_tokens.export_hybrid_checkpoint`): a prompt built with the same item
 tokens gives the same logits over the original vocabulary. ``grounding.json`` in the folder says

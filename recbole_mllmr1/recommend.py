@@ -124,6 +124,7 @@ def load_trained_model(checkpoint, dataset=None, data_path=None, config_files=No
 
     from recbole_mllmr1.config import Config
     from recbole_mllmr1.quick_start import prepare_run
+    from recbole_mllmr1.training.adapters import activate_saved_grpo_adapter
 
     run_config = check_run_folder(checkpoint)
     adapter = os.path.join(checkpoint, BEST_ADAPTER)
@@ -135,7 +136,9 @@ def load_trained_model(checkpoint, dataset=None, data_path=None, config_files=No
     overrides.update(config_dict or {})
     config = Config(model="MLLMRecR1", dataset=dataset or run_config["dataset"], config_file_list=config_files, config_dict=overrides)
     model, _, _, test_data = prepare_run(config)
-    model.use_language_model(PeftModel.from_pretrained(model.language_model, adapter))
+    llm = PeftModel.from_pretrained(model.language_model, adapter)
+    activate_saved_grpo_adapter(llm, adapter)  # a grpo_lora: fresh run's GRPO adapter, on top of SFT's
+    model.use_language_model(llm)
     weight = best_fusion_weight(checkpoint)
     if weight is not None and model.sequential_model is not None:
         model.set_fusion_weight(weight)

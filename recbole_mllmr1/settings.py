@@ -95,10 +95,12 @@ def choice(*allowed):
     return check
 
 
-def texts(non_empty=False):
-    requirement = "a list of strings" + (", at least one" if non_empty else "")
+def texts(non_empty=False, optional=False, none_means=""):
+    requirement = "a list of strings" + (", at least one" if non_empty else "") + (f", or ~ (None on the command line) for {none_means}" if optional else "")
 
     def check(key, value):
+        if value is None and optional:
+            return
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value) or (non_empty and not value):
             _fail(key, value, requirement)
 
@@ -190,6 +192,10 @@ RULES = {
     "lora_dropout": number(0, 1),
     "lora_target_modules": texts(non_empty=True),
     "lora_last_layers": integer(1, optional=True, none_means="every layer"),
+    "grpo_lora": choice("continue", "fresh"),
+    "grpo_lora_r": integer(1, optional=True, none_means="lora_r"),
+    "grpo_lora_alpha": number(0, low_inclusive=False, optional=True, none_means="lora_alpha"),
+    "grpo_lora_target_modules": texts(non_empty=True, optional=True, none_means="lora_target_modules"),
     "gradient_checkpointing": boolean,
     "sft_data": choice("mixed", "plain"),
     "sft_steps": integer(1),

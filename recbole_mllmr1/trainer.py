@@ -173,10 +173,10 @@ class MLLMRecR1Trainer(Trainer):
         self.distributed.wait_for_everyone()
 
     def load_adapter(self, folder):
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        """A stage's saved adapter, active from now on (with ``grpo_lora: fresh``, GRPO's stacked on SFT's)."""
+        from recbole_mllmr1.training.adapters import load_adapters
 
-        set_peft_model_state_dict(self.model.language_model, load_file(os.path.join(folder, "adapter_model.safetensors")))
+        load_adapters(self.model.language_model, folder)
 
     # ---- RecBole's interface ----------------------------------------------------------
     @contextmanager

@@ -45,6 +45,7 @@ def test_a_paper_preset_holds_the_official_values_of_docs_paper_md(name, users_w
     official = {
         "seed": 42, "user_inter_num_interval": "[10,inf)", "max_history": 9, "train_candidates": 10,
         "lora_r": 16, "lora_alpha": 16, "sft_learning_rate": 1e-5, "grpo_learning_rate": 1e-5,
+        "grpo_lora": "fresh", "grpo_lora_r": 16, "grpo_lora_alpha": 32,
         "cot_placement": "input", "cot_input_share_sft": 0.1, "cot_refine_sees_target": True,
         "train_sample_per_user": True, "train_samples": None, "grpo_num_generations": 8,
         "grpo_max_completion_length": 128, "grpo_temperature": 0.9, "grpo_top_p": 0.9, "grpo_rewards": ["paper"],

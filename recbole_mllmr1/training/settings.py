@@ -11,18 +11,40 @@ from recbole_mllmr1.optional_packages import require_vllm
 
 def lora_config(config, num_layers):
     """LoRA on ``lora_target_modules`` of every decoder layer, or of the last ``lora_last_layers``."""
+    return _lora(config, num_layers, config["lora_r"], config["lora_alpha"], config["lora_target_modules"], config["item_tokens"])
+
+
+def grpo_lora_config(config, num_layers):
+    """GRPO's own adapter with ``grpo_lora: fresh``: ``grpo_lora_r``, ``grpo_lora_alpha`` and
+    ``grpo_lora_target_modules`` (each ``~`` = the SFT adapter's key), in the layers ``lora_last_layers`` says.
+
+    It holds no item-token projector: PEFT lets only one of the active adapters own a module, so the
+    projector stays the SFT adapter's, as SFT trained it.
+    """
+    return _lora(
+        config, num_layers, _grpo_or_sft(config, "lora_r"), _grpo_or_sft(config, "lora_alpha"),
+        _grpo_or_sft(config, "lora_target_modules"), with_projector=False,
+    )
+
+
+def _grpo_or_sft(config, key):
+    value = config[f"grpo_{key}"]
+    return config[key] if value is None else value
+
+
+def _lora(config, num_layers, r, alpha, target_modules, with_projector):
     last = config["lora_last_layers"]
     if last is not None and not 1 <= last <= num_layers:
         raise ValueError(f"lora_last_layers [{last}] must be between 1 and the LLM's {num_layers} layers, or ~ for all.")
     return LoraConfig(
-        r=config["lora_r"],
-        lora_alpha=config["lora_alpha"],
+        r=r,
+        lora_alpha=alpha,
         lora_dropout=config["lora_dropout"],
-        target_modules=list(config["lora_target_modules"]),
+        target_modules=list(target_modules),
         layers_to_transform=None if last is None else list(range(num_layers - last, num_layers)),
         # The hybrid item tokens' projector trains with the adapter and is saved in it (PEFT keeps a
         # trainable copy of a module named here; a model without item tokens has none to match).
-        modules_to_save=["item_projector"] if config["item_tokens"] else None,
+        modules_to_save=["item_projector"] if with_projector else None,
         task_type="CAUSAL_LM",
     )
 

@@ -6,6 +6,7 @@ the trainer passes a ``selection`` object (:class:`recbole_mllmr1.trainer.Adapte
 which a callback asks to validate every ``eval_step`` optimizer steps; it keeps the best LoRA
 adapter (PEFT format) and says when to stop early.
 """
+import logging
 import os
 
 from datasets import Dataset
@@ -159,20 +160,21 @@ def run_sft(config, model, records, stage_dir, selection=None, callbacks=()):
 def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), num_processes=1):
     """GRPO of the model's LoRA adapter on ``records`` (:func:`grpo_records`), as :func:`run_sft`.
 
+    With ``grpo_lora: fresh``, GRPO trains an adapter of its own stacked on the model's adapter,
+    which stays frozen (:mod:`recbole_mllmr1.training.adapters`).
     ``num_processes``: the processes training together (torchrun / ``accelerate launch``), for TRL's batch rule.
     ``metrics["hit_spread_share"]`` of the returned ``TrainOutput``: the share of steps with at least
     one prompt whose rollouts differ in the hit reward (:class:`~recbole_mllmr1.training.rewards.HitSpread`),
     the steps from which GRPO can learn which item to name.
     """
-    from trl import GRPOTrainer
-
+    trainer_class = _prepare_grpo_adapter(config, model)
     rewards = get_rewards(config["grpo_rewards"])
     hit_spread = HitSpread(config["grpo_num_generations"])
     args = settings.grpo_config(config, stage_dir, num_processes=num_processes)
     args.reward_weights = [1.0] * len(rewards) + [0.0]  # the hit monitor only watches
     # Rollouts start where evaluation's reasoning starts: the paper's inference does not think.
     args.chat_template_kwargs = CHAT_TEMPLATE_KWARGS
-    trainer = GRPOTrainer(
+    trainer = trainer_class(
         model=model.language_model,
         reward_funcs=rewards + [hit_spread],
         args=args,
@@ -183,3 +185,20 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
     output = _train(trainer, stage_dir)
     output.metrics.update(hit_spread_share=hit_spread.share, hit_spread_steps=hit_spread.steps)
     return output
+
+
+def _prepare_grpo_adapter(config, model):
+    """Ready the adapter GRPO trains and return the trainer class for it: TRL's GRPOTrainer on the
+    model's adapter (``grpo_lora: continue``), or a fresh adapter added on top of it and the
+    :class:`~recbole_mllmr1.training.adapters.StackedGRPOTrainer` that trains it (``fresh``)."""
+    if config["grpo_lora"] == "continue":
+        from trl import GRPOTrainer
+
+        return GRPOTrainer
+    from recbole_mllmr1.training.adapters import StackedGRPOTrainer, add_fresh_grpo_adapter
+
+    trainable, total = add_fresh_grpo_adapter(config, model.language_model)
+    logging.getLogger().info(
+        f"GRPO trains a fresh LoRA adapter on the frozen SFT adapter: {trainable:,} trainable of {total:,} parameters"
+    )
+    return StackedGRPOTrainer
