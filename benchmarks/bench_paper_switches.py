@@ -35,7 +35,7 @@ import bench_compare  # noqa: E402  (benchmarks/ is not a package)
 from recbole_mllmr1.compare.cli import add_arguments, settings_from_args  # noqa: E402
 from recbole_mllmr1.compare.execute import run_all  # noqa: E402
 from recbole_mllmr1.compare.report import machine, write_outputs  # noqa: E402
-from recbole_mllmr1.compare.rows import LLM_MODEL, ROWS, RETRIEVER_MODEL, Row  # noqa: E402
+from recbole_mllmr1.compare.rows import LLM_MODEL, ROWS, RETRIEVER_MODEL, Row, slugify  # noqa: E402
 from recbole_mllmr1.compare.statistics import build_table, paired_values  # noqa: E402
 from recbole_mllmr1.significance import paired_bootstrap_p_value  # noqa: E402
 
@@ -57,26 +57,37 @@ SHARED = {
 DEFAULTS = "current defaults"
 TRAININGS = {
     DEFAULTS: {},
-    "rationale in the input (official)": {"cot_placement": "input"},
-    "official reward (official)": {"grpo_rewards": ["paper"]},
-    "generative evaluation (official)": {"eval_scoring": "generative"},
+    "rationale in the input": {"cot_placement": "input"},
+    "official reward": {"grpo_rewards": ["paper"]},
+    "generative evaluation": {"eval_scoring": "generative"},
 }
 STAGES = {"zero-shot": "zero-shot (LLM alone)", "SFT": "sft (LLM alone)", "SFT+GRPO": "grpo (LLM alone)"}
 METRICS = ("hit@1", "hit@5", "ndcg@10", "mrr@10")
 TESTED = "ndcg@10"
 
 
-def switch_rows():
+def switch_rows(trainings=tuple(TRAININGS)):
     """``{(training, stage label): Row}``: each training's zero-shot, SFT and SFT+GRPO test, LLM alone.
 
     The sizes of grounding_cpu.yaml are row overrides, so that SHARED and each training override them.
     """
     sizes = yaml.safe_load(CONFIG.read_text())
     return {
-        (training, label): Row(f"MLLMRecR1 ({training}, {label})", LLM_MODEL, {**sizes, **SHARED, **overrides}, stage=stage)
-        for training, overrides in TRAININGS.items()
+        (training, label): Row(f"MLLMRecR1 ({training}, {label})", LLM_MODEL, {**sizes, **SHARED, **TRAININGS[training]}, stage=stage)
+        for training in trainings
         for label, stage in STAGES.items()
     }
+
+
+def chosen_trainings(text):
+    """The trainings named by slug in ``text``, in TRAININGS' order; the current defaults always
+    (every p-value is against them)."""
+    by_slug = {slugify(name): name for name in TRAININGS}
+    unknown = [slug for slug in text.split(",") if slug not in by_slug]
+    if unknown:
+        raise SystemExit(f"--trainings: unknown [{', '.join(unknown)}]; choose among {', '.join(by_slug)}")
+    chosen = {by_slug[slug] for slug in text.split(",")} | {DEFAULTS}
+    return tuple(name for name in TRAININGS if name in chosen)
 
 
 def compare_settings(args):
@@ -120,9 +131,11 @@ def main(argv=None):
     parser.add_argument("--eval-user-sample", type=int, default=200, help="test users (default: 200)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--force", action="store_true", help="rerun finished trainings")
+    parser.add_argument("--trainings", default=",".join(slugify(name) for name in TRAININGS),
+                        help="comma-separated trainings to run and table, by slug (default: all: %(default)s)")
     args = parser.parse_args(argv)
     settings, compare_argv = compare_settings(args)
-    rows = switch_rows()
+    rows = switch_rows(chosen_trainings(args.trainings))
     retriever = next(row for row in ROWS if row.model == RETRIEVER_MODEL)
     table_rows = [retriever, *rows.values()]
     settings.models = [row.slug for row in table_rows]
@@ -137,13 +150,21 @@ def main(argv=None):
         shutil.copy(Path(settings.out) / name, target / name)
     command = f"python benchmarks/bench_paper_switches.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     (target / "command.json").write_text(json.dumps({
-        "command": command, "compare_arguments": compare_argv, "shared_overrides": SHARED, "trainings": TRAININGS,
+        "command": command, "compare_arguments": compare_argv, "shared_overrides": SHARED,
+        "trainings": {name: TRAININGS[name] for name in dict.fromkeys(training for training, _ in rows)},
         "wall_time_s": round(wall_time, 1), "run_folder": str(Path(settings.out).relative_to(bench_compare.REPOSITORY)),
     }, indent=2))
     table = switch_table(rows, results)
+    # Each training's own time, from its record: a rerun that reuses finished trainings takes seconds.
+    times = ", ".join(
+        f"{training} {(seed.record['train_time_s'] + seed.record['test_time_s']) / 60:.0f} min"
+        for training, seed in ((training, results[row.name][0]) for (training, label), row in rows.items() if label == "SFT")
+        if not seed.error
+    )
     (target / "switches.md").write_text(
         f"# The official code's choices against the current defaults (ml-100k, {MODE})\n\n"
-        f"Command: `{command}` (wall time {wall_time / 60:.0f} min)  \nMachine: {machine()}\n\n{table}\n"
+        f"Command: `{command}` (this invocation: {wall_time / 60:.0f} min; train + test per training: {times})  \n"
+        f"Machine: {machine()}\n\n{table}\n"
     )
     print(table, flush=True)
     return 0
