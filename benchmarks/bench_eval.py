@@ -21,6 +21,9 @@ import resource
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flops import limit_lines, matmul_limits, non_embedding_parameters  # noqa: E402  (benchmarks/ is not a package)
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ONE_PROMPT, PACKED = "one prompt per forward (before)", "packed prompts (after)"
 
@@ -82,8 +85,7 @@ def _score(path, args, queue):
     for prompt, titles in scored:
         prefix, continuations, _ = scorer.answer_ids(prompt, titles)
         tokens += len(prefix) + sum(len(c) for c in continuations)
-    embeddings = {id(llm.get_input_embeddings().weight), id(llm.get_output_embeddings().weight)}
-    params = sum(p.numel() for p in llm.parameters() if id(p) not in embeddings)
+    params = non_embedding_parameters(llm)
     queue.put({"path": path, "users": args.users, "seconds": seconds, "users_per_s": args.users / seconds,
                "tokens": tokens, "non_embedding_params": params, "gflops": 2 * params * tokens / seconds / 1e9,
                "tokens_per_forward": scorer.tokens_per_forward if path == PACKED else "",
@@ -100,26 +102,6 @@ def _run(path, args):
     row = queue.get()
     process.join()
     return row
-
-
-def matmul_limits(shapes, rows, threads, seconds=2.0):
-    """Best fp32 GFLOP/s of ``rows x k @ k x n`` for the model's MLP and attention projections."""
-    import torch
-
-    torch.set_num_threads(threads)
-    hidden, intermediate = shapes
-    limits = []
-    for m in rows:
-        for k, n in ((hidden, intermediate), (intermediate, hidden), (hidden, hidden)):
-            a, b = torch.randn(m, k), torch.randn(k, n)
-            for _ in range(3):
-                a @ b
-            repeats, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds / 6:
-                a @ b
-                repeats += 1
-            limits.append({"shape": f"{m}x{k} @ {k}x{n}", "gflops": 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9})
-    return limits
 
 
 def agreement(before, after):
@@ -148,15 +130,13 @@ def write(rows, limits, args):
         f"ml-100k, {args.users} users, uni9 (10 candidates each), max_history {args.max_history}, "
         f"{'with' if args.image_text else 'no'} image text, zero-shot; {rows[0]['non_embedding_params'] / 1e6:.1f}M "
         f"non-embedding parameters, {rows[0]['tokens']} prompt + title tokens.\n",
-        "## fp32 matmul limit (torch, same threads, same run)\n",
-        "| shape | GFLOP/s |", "|---|---|",
+        *limit_lines(limits, args.threads),
     ]
-    lines += [f"| {entry['shape']} | {entry['gflops']:.0f} |" for entry in limits]
+
     def per_forward(row):
         return f", <= {row['tokens_per_forward']} tokens per forward" if row["tokens_per_forward"] else ""
 
     lines += [
-        f"\nLimit: the best of these, {limit:.0f} GFLOP/s.\n",
         "## Scoring\n",
         "| path | users/s | seconds | GFLOP/s | of limit | peak RSS MiB |", "|---|---|---|---|---|---|",
     ]

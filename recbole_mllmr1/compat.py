@@ -1,7 +1,8 @@
-"""The one place where RecBole 1.2.1 is adapted to today's numpy / torch (and to torchrun).
+"""The one place where RecBole 1.2.1 is adapted to today's numpy / torch (and to torchrun), and TRL to the CPU.
 
-Each fix names the RecBole line it is for and when it can go; everything is applied
-once, when ``recbole_mllmr1.config`` is imported (and by tests/conftest.py). Two more
+Each fix names the line it is for and when it can go; the RecBole fixes are applied
+once, when ``recbole_mllmr1.config`` is imported (and by tests/conftest.py), the TRL one
+by the training stages, which import TRL (3-4 s that a scoring-only run need not pay). Two more
 incompatibilities are handled without patching: pandas 3 (``Dataset._remap`` on
 ``token_seq`` fields, silent ``fillna(inplace=True)``) by the ``pandas<3`` pin in setup.py,
 and ray 2.6.3 (needs ``pkg_resources`` and ``np.bool8``) by never importing
@@ -106,8 +107,42 @@ def restore_dok_update():
         _dok._dok_base._update = _update
 
 
+def turn_off_anomaly_detection():
+    """recbole/model/sequential_recommender/sine.py:25 calls ``torch.autograd.set_detect_anomaly(True)``
+    at import, and importing any RecBole sequential model imports it (this module does, above):
+    every later backward op then scans its outputs for NaN (~1,400 scans per SFT step of the main
+    command: 7% of the step on one thread, up to 20% on two busy ones) and every forward op records
+    its stack. Anomaly detection is a debugging tool: turn it on after
+    importing the config, or use the ``torch.autograd.detect_anomaly()`` context, to debug with
+    it. Remove when RecBole drops that line."""
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(False)
+
+
+def _labelled_rows_only(device):
+    from trl.kernels.chunked_logprob import _use_triton
+
+    return device.type == "cpu" or _use_triton(device)
+
+
+def fuse_lm_head_on_labelled_positions_only():
+    """TRL 1.16's fused LM head (trl/trainer/utils.py:1642, ``compact = _use_triton(device)`` in
+    ``add_fused_lm_head``) projects only the positions that carry a label on CUDA and XPU, and every
+    position elsewhere, so that a compiled backend (Neuron) keeps one tile shape. On CPU that means
+    the 49,152-wide head, its softmax and its backward over every prompt token, which carries no
+    label with ``completion_only_loss`` (SFT) nor in GRPO's loss: 40% of an SFT step of the main
+    command, for ~20 scored tokens in ~400. Eager CPU compiles nothing: score the labelled rows there too,
+    with the same per-row arithmetic (the unlabelled rows' log-probabilities are zero in both paths).
+    A TRL without the fused head has nothing to fix. Remove when TRL compacts on CPU."""
+    import trl.trainer.utils
+
+    if hasattr(trl.trainer.utils, "_use_triton"):
+        trl.trainer.utils._use_triton = _labelled_rows_only
+
+
 def apply():
     restore_numpy_aliases()
     restore_dok_update()
     trust_recbole_checkpoints()
     make_ensure_dir_race_free()
+    turn_off_anomaly_detection()

@@ -1,4 +1,4 @@
-"""Each RecBole 1.2.1 incompatibility with today's stack, and the fix for it."""
+"""Each RecBole 1.2.1 incompatibility with today's stack, TRL's CPU path, and the fix for it."""
 import subprocess
 import sys
 
@@ -181,3 +181,39 @@ def test_lightgcn_builds_its_normalised_adjacency_as_from_a_coo_matrix():
     d = sp.diags(np.power(np.asarray(a.sum(axis=1)).ravel() + 1e-7, -0.5))
     np.testing.assert_allclose(adjacency, (d @ a @ d).toarray(), rtol=1e-5, atol=1e-7)
     assert adjacency[:n_users, :n_users].sum() == 0
+
+
+def test_recbole_turns_anomaly_detection_on_at_import_and_the_fix_turns_it_off():
+    code = "import torch, recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+    import recbole.model.sequential_recommender.sine  # noqa: F401  (imported once: its line does not run again)
+
+    assert not torch.is_anomaly_enabled()
+
+
+def test_trl_fused_lm_head_projects_only_the_labelled_rows_on_cpu(tiny_llm_dir, monkeypatch):
+    import trl.trainer.utils
+    from transformers import AutoModelForCausalLM
+    from trl.kernels.chunked_logprob import _use_triton
+    from trl.trainer.utils import add_fused_lm_head
+
+    monkeypatch.setattr(trl.trainer.utils, "_use_triton", _use_triton)  # TRL's own rule, whatever ran before
+    llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    add_fused_lm_head(llm)
+    projected_rows = []
+    projection = trl.trainer.utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl.trainer.utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: projected_rows.append(len(hidden)) or projection(hidden, *args))
+    input_ids = torch.arange(10, 30).reshape(2, 10)
+    labels = input_ids.clone()
+    labels[:, :7] = -100  # 3 labelled tokens per row; each predicts from the position before it
+
+    def log_probs():
+        return llm(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
+
+    every_row = log_probs()
+    compat.fuse_lm_head_on_labelled_positions_only()
+    labelled_rows = log_probs()
+    assert projected_rows == [2 * 9, 2 * 3]
+    torch.testing.assert_close(labelled_rows, every_row, rtol=0, atol=1e-6)

@@ -13,6 +13,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from recbole_mllmr1 import compat
 from recbole_mllmr1.item_tokens import CurriculumCallback, ItemTokenCurriculum, projector_of
 from recbole_mllmr1.prompts import CHAT_TEMPLATE_KWARGS
 from recbole_mllmr1.training import settings
@@ -138,6 +139,7 @@ def run_sft(config, model, records, stage_dir, selection=None, callbacks=()):
     """
     from trl import SFTTrainer
 
+    compat.fuse_lm_head_on_labelled_positions_only()
     trainer = SFTTrainer(
         model=model.language_model,
         args=settings.sft_config(config, stage_dir),
@@ -168,6 +170,7 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
     the steps from which GRPO can learn which item to name.
     """
     trainer_class = _prepare_grpo_adapter(config, model)
+    compat.fuse_lm_head_on_labelled_positions_only()
     rewards = get_rewards(config["grpo_rewards"])
     hit_spread = HitSpread(config["grpo_num_generations"])
     args = settings.grpo_config(config, stage_dir, num_processes=num_processes)
