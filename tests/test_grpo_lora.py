@@ -16,7 +16,8 @@ from recbole_mllmr1.quick_start import run_recbole
 from recbole_mllmr1.sequential_model import TEXT_ONLY
 from recbole_mllmr1.settings import SettingsError, check_settings
 from recbole_mllmr1.training import adapters, settings, stages
-from recbole_mllmr1.training.adapters import GRPO_ADAPTER, REFERENCE_ADAPTER, SFT_ADAPTER, StackedGRPOTrainer
+from recbole_mllmr1.training.adapters import GRPO_ADAPTER, SFT_ADAPTER
+from recbole_mllmr1.training.stacked_grpo import REFERENCE_ADAPTER, StackedGRPOTrainer
 from tests.conftest import TINY_CONFIG
 from tests.test_model import build
 from tests.test_settings import mllmrecr1_config

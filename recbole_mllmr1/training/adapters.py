@@ -13,14 +13,11 @@ import os
 import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
-from trl import GRPOTrainer
 
 from recbole_mllmr1.training import settings
 
 SFT_ADAPTER = "default"  # PEFT's name for a model's first adapter
 GRPO_ADAPTER = "grpo"
-# TRL's copy of the adapter GRPO starts from, its KL reference (grpo_beta > 0).
-REFERENCE_ADAPTER = "ref"
 ADAPTER_FILE = "adapter_model.safetensors"
 
 
@@ -66,41 +63,11 @@ def stack_grpo_adapter(peft_model):
 
     GRPO's is PEFT's active adapter by name and the first of the stack: TRL (its KL reference pass)
     and Transformers (resuming a checkpoint) take it as the adapter in training when they activate
-    one adapter by name, which :class:`StackedGRPOTrainer` follows with this stack again.
+    one adapter by name, which
+    :class:`~recbole_mllmr1.training.stacked_grpo.StackedGRPOTrainer` follows with this stack again.
     """
     peft_model.set_adapter(GRPO_ADAPTER)
     peft_model.base_model.set_adapter([GRPO_ADAPTER, SFT_ADAPTER])
     for name, parameter in peft_model.named_parameters():
         if f".{SFT_ADAPTER}." in name:  # the SFT adapter's LoRA weights and item-token projector
             parameter.requires_grad_(False)
-
-
-class StackedGRPOTrainer(GRPOTrainer):
-    """TRL's GRPOTrainer training the GRPO adapter stacked on the frozen SFT adapter.
-
-    The KL reference (``grpo_beta`` > 0) is the SFT model, base + SFT adapter: TRL copies PEFT's
-    ``default`` adapter, here the SFT adapter, into ``ref`` and scores the reference with ``ref``
-    alone. Three steps of TRL and Transformers activate one adapter by name; the stack is put back
-    after each.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.beta and REFERENCE_ADAPTER not in self.model.peft_config:
-            raise RuntimeError(
-                "grpo_lora: fresh with grpo_beta > 0 needs TRL's reference adapter (a copy of the SFT adapter); this "
-                "TRL scores the KL reference with every adapter disabled, the base model without SFT. Upgrade trl "
-                "(huggingface/trl#4723 added it), or set grpo_beta: 0 or grpo_lora: continue."
-            )
-        # Adding TRL's reference adapter ran PEFT's housekeeping, which lets every active adapter train.
-        stack_grpo_adapter(self.model)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        stack_grpo_adapter(self.model)  # Transformers activates the first active adapter alone
-
-    def _generate_and_score_completions(self, *args, **kwargs):
-        try:
-            return super()._generate_and_score_completions(*args, **kwargs)
-        finally:
-            stack_grpo_adapter(self.model)  # TRL's reference pass restores one adapter by name

@@ -193,12 +193,13 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
 def _prepare_grpo_adapter(config, model):
     """Ready the adapter GRPO trains and return the trainer class for it: TRL's GRPOTrainer on the
     model's adapter (``grpo_lora: continue``), or a fresh adapter added on top of it and the
-    :class:`~recbole_mllmr1.training.adapters.StackedGRPOTrainer` that trains it (``fresh``)."""
+    :class:`~recbole_mllmr1.training.stacked_grpo.StackedGRPOTrainer` that trains it (``fresh``)."""
     if config["grpo_lora"] == "continue":
         from trl import GRPOTrainer
 
         return GRPOTrainer
-    from recbole_mllmr1.training.adapters import StackedGRPOTrainer, add_fresh_grpo_adapter
+    from recbole_mllmr1.training.adapters import add_fresh_grpo_adapter
+    from recbole_mllmr1.training.stacked_grpo import StackedGRPOTrainer
 
     trainable, total = add_fresh_grpo_adapter(config, model.language_model)
     logging.getLogger().info(
