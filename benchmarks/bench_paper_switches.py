@@ -3,7 +3,7 @@
     python benchmarks/bench_paper_switches.py                       # uni9, 200 sampled test users
     python benchmarks/bench_paper_switches.py --eval-user-sample 400
 
-Four trainings of MLLMRecR1 with the default 135M model, each on the training sizes of
+Four configurations of MLLMRecR1 (three trainings) with the default 135M model, on the training sizes of
 properties/quick_start_config/grounding_cpu.yaml, text only and scored by the LLM alone (no item
 tokens, fusion weight 0, as in the paper), with mixed-grained SFT (the 135M teacher's CoT on
 ``cot_num_samples`` training samples) and GRPO groups of 8 rollouts:
@@ -15,6 +15,8 @@ tokens, fusion weight 0, as in the paper), with mixed-grained SFT (the 135M teac
 
 Every row is tested on the same users and candidates (same seed); p: paired bootstrap on per-user
 NDCG@10 against the current defaults at the same stage. A default changes only at p < 0.05.
+Adapters are selected on likelihood validation in every training, so ``eval_scoring`` is not part
+of a training's run key: the generative row tests the current defaults' training again.
 Runs go through ``recbole-mllmr1 compare``'s machinery into runs/bench_compare/uni9_paper_switches/
 (resumable: finished trainings are reused); the table, the charts and the command go to
 benchmarks/results/compare_uni9_paper_switches/.
@@ -95,7 +97,7 @@ def compare_settings(args):
         MODE,
         argparse.Namespace(
             models=RETRIEVER_MODEL, reduced=False, seeds=args.seeds, eval_user_sample=args.eval_user_sample,
-            config=list(SASREC_CONFIG), mllmrecr1_config=None, force=args.force, tag=TAG,
+            config=list(SASREC_CONFIG), mllmrecr1_config=None, force=args.force, tag=args.tag,
         ),
     )
     parser = argparse.ArgumentParser()
@@ -133,6 +135,7 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="rerun finished trainings")
     parser.add_argument("--trainings", default=",".join(slugify(name) for name in TRAININGS),
                         help="comma-separated trainings to run and table, by slug (default: all: %(default)s)")
+    parser.add_argument("--tag", default=TAG, help="names the run and results folders, <mode>_<tag> (default: %(default)s)")
     args = parser.parse_args(argv)
     settings, compare_argv = compare_settings(args)
     rows = switch_rows(chosen_trainings(args.trainings))
@@ -144,7 +147,7 @@ def main(argv=None):
     wall_time = time.perf_counter() - start
     entries, best = build_table(table_rows, results, settings)
     write_outputs(entries, best, settings)
-    target = bench_compare.RESULTS_DIR / f"compare_{MODE}_{TAG}"
+    target = bench_compare.RESULTS_DIR / f"compare_{MODE}_{args.tag}"
     target.mkdir(parents=True, exist_ok=True)
     for name in bench_compare.COPIED:
         shutil.copy(Path(settings.out) / name, target / name)

@@ -24,9 +24,12 @@ ZERO_SHOT = "zero-shot"
 # and the fusion weight each stage's adapter was tested with (`recommend`, `export`).
 RUN_CONFIG = "run_config.json"
 FUSION_WEIGHTS = "fusion_weights.json"
-# Keys that change how results are computed but not what is trained or selected (the fusion
-# weight is chosen after training, on the trained adapters: one training serves both).
-_NOT_IN_RUN_KEY = {"show_progress", "llm_batch_size", "eval_batch_size", "state", "fusion_weight", "fusion_grid", "rerank_topk"}
+# Keys that change how results are computed but not what is trained or selected: the fusion
+# weight is chosen after training, on the trained adapters, and adapters are selected on the
+# LLM's likelihood scores whatever eval_scoring tests with. One training serves every value.
+_NOT_IN_RUN_KEY = {
+    "show_progress", "llm_batch_size", "eval_batch_size", "state", "fusion_weight", "fusion_grid", "rerank_topk", "eval_scoring",
+}
 # Suffixes of a stage's test rows scored by the LLM alone and by the sequential model alone
 # (fusion weights 0 and 1), next to its fused row: the same users and candidates.
 LLM_ALONE = " (LLM alone)"
@@ -194,12 +197,19 @@ class MLLMRecR1Trainer(Trainer):
             torch.set_rng_state(states[2])
 
     def validate(self, stage, step, valid_data):
-        """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``."""
+        """RecBole validation of the current adapter; the best one so far is kept in ``best_adapter``.
+
+        Adapters are selected on the LLM's own likelihood scores, with ``eval_scoring: generative``
+        too: a generated list ranks only the candidates it names (the official code selects
+        nothing: it trains fixed epochs), and one training then serves both ways of testing.
+        """
         self.model.set_reasoning(self._reasons_after(stage))
-        self.model.set_fusion_weight(0.0)  # adapters are selected on the LLM's own scores
+        self.model.set_fusion_weight(0.0)
+        self.model.set_generative_eval(False)
         was_training = self.model.language_model.training
         with self.same_candidates(), self.model.remembering_llm_scores() as llm_scores:
             score, result = self._valid_epoch(valid_data, show_progress=self.config["show_progress"])
+        self.model.set_generative_eval(self.config["eval_scoring"] == "generative")
         self.last_validation_scores = llm_scores
         # RecBole's evaluate leaves the model in eval mode; TRL reads the mode to file its step metrics.
         self.model.language_model.train(was_training)

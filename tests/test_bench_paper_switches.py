@@ -10,7 +10,7 @@ bench = load_benchmark("bench_paper_switches")
 
 
 def _settings():
-    args = argparse.Namespace(seeds="0", eval_user_sample=200, force=False)
+    args = argparse.Namespace(seeds="0", eval_user_sample=200, force=False, tag=bench.TAG)
     settings, _ = bench.compare_settings(args)
     return settings
 

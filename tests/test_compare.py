@@ -311,6 +311,26 @@ def test_changing_a_row_config_reruns_only_that_row(tiny_data_path, tmp_path, mo
     assert len(run_dirs(out, "GRU4Rec")) == 2  # both configs are kept, each under its own hash
 
 
+def test_mllmrecr1_runs_share_the_comparisons_trainings_and_force_retrains(tiny_data_path, tmp_path, monkeypatch):
+    settings = settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "uni9"))
+    likelihood = plan_run("MLLMRecR1", {"stages": ["sft"]}, 0, settings)
+    generative = plan_run("MLLMRecR1", {"stages": ["sft"], "eval_scoring": "generative"}, 0, settings)
+    pop = plan_run("Pop", {}, 0, settings)
+    # Two rows, two result folders, one folder of trainings (the trainer's run key tells them apart).
+    assert likelihood.run_dir != generative.run_dir
+    assert likelihood.checkpoint_dir == generative.checkpoint_dir == os.path.join(settings.out, "trainings")
+    assert pop.checkpoint_dir == pop.run_dir
+
+    trained = os.path.join(settings.out, "trainings", "MLLMRecR1-tiny-0123456789")
+    os.makedirs(trained)
+    monkeypatch.setattr(execute, "execute_run", lambda spec, settings: {"error": "not run here"})
+    row = Row("MLLMRecR1 (likelihood)", "MLLMRecR1", {"stages": ["sft"]})
+    execute.run_all([row], settings)
+    assert os.path.isdir(trained)  # reused
+    execute.run_all([row], settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "uni9", "--force")))
+    assert not os.path.exists(trained)
+
+
 @pytest.mark.slow
 def test_compare_mllmrecr1_zero_shot_rows_against_baselines(tiny_data_path, default_llm_dir, tmp_path):
     out = tmp_path / "cmp"

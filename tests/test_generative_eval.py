@@ -187,6 +187,7 @@ def test_the_tiny_llm_evaluates_generatively_through_recbole(generative, caplog)
     trainer = MLLMRecR1Trainer(config, model)
     trainer.fit(None, valid_data)
     assert trainer.fusion_weights[ZERO_SHOT] == 0.0  # no fusion grid
+    assert model.pop_generation_tally() == {}  # validation (adapter selection) scores by likelihood
     result = trainer.evaluate(test_data)
     assert {"hit@1", "hit@3", "ndcg@3", "mrr@3"} <= set(result)
     assert all(0.0 <= value <= 1.0 for value in result.values())

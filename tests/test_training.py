@@ -2,6 +2,7 @@
 (plumbing), and on the default model in the tests marked slow."""
 import glob
 import json
+import logging
 import os
 
 import pytest
@@ -110,6 +111,25 @@ def test_rerunning_resumes_finished_stages_without_training(trained_run, tiny_da
     assert calls == []
     assert again["best_valid_score"] == result["best_valid_score"]
     assert again["test_result"] == result["test_result"]
+
+
+def test_testing_by_generated_lists_reuses_the_likelihood_training(trained_run, tiny_data_path, monkeypatch, caplog):
+    # Adapters are selected on likelihood validation whatever eval_scoring says, so eval_scoring
+    # is not part of the run key: the same command testing generatively trains nothing.
+    from recbole_mllmr1.training import stages
+
+    result, run_dir, saved, llm_dir = trained_run
+    calls = []
+    monkeypatch.setattr(stages, "run_sft", lambda *args, **kwargs: calls.append("sft"))
+    monkeypatch.setattr(stages, "run_grpo", lambda *args, **kwargs: calls.append("grpo"))
+    caplog.set_level(logging.INFO)
+    generative = run_recbole(
+        "MLLMRecR1", "tiny",
+        config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved, "llm_path": llm_dir, "eval_scoring": "generative"},
+    )
+    assert calls == [] and glob.glob(os.path.join(saved, "MLLMRecR1-tiny-*")) == [run_dir]
+    assert generative["best_valid_score"] == result["best_valid_score"]
+    assert sum("generative ranking" in message for message in caplog.messages) == 3  # zero-shot, SFT and GRPO tested
 
 
 def test_grpo_batch_that_trl_would_reject_fails_before_training():

@@ -14,8 +14,10 @@ model and its own hyperparameters (``baselines/<Model>.yaml``, the row's overrid
 - ``error.txt``: the traceback, when the run failed.
 
 Rows with the same model and config share one run (e.g. "SFT" and "SFT+GRPO" are two
-stages of one trained MLLMRecR1). A run whose ``result.json`` holds no error is reused
-unless ``--force``. In ``--mode full`` MLLMRecR1 reranks the top ``--rerank-topk`` items of
+stages of one trained MLLMRecR1). MLLMRecR1's trainings live in ``<out>/trainings/``, named
+by the trainer's run key: runs that differ only in how they test (``fusion_weight``,
+``eval_scoring``) share one training. A run whose ``result.json`` holds no error is reused
+unless ``--force``, which also trains MLLMRecR1 again. In ``--mode full`` MLLMRecR1 reranks the top ``--rerank-topk`` items of
 the SASRec trained in the same comparison (same seed); its row is compared with SASRec's.
 
 One module per job, each importing only the ones listed before it: ``rows`` (the table's

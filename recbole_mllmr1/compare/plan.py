@@ -7,7 +7,7 @@ from importlib import resources
 
 from recbole_mllmr1.config import properties_path
 
-from .rows import slugify
+from .rows import LLM_MODEL, slugify
 
 # One value for every row: RecBole draws sampled negatives batch by batch, so a different
 # evaluation batch size would give the models different candidates. 200 rows = 20 users of
@@ -38,9 +38,22 @@ def protocol_config(settings, seed):
     return config
 
 
+def trainings_dir(settings):
+    """Where a comparison's MLLMRecR1 trainings live, shared by its rows.
+
+    The trainer names each training by its run key, which leaves out what only changes the test
+    (``fusion_weight``, ``eval_scoring``, ...): rows that differ only there train once.
+    """
+    return os.path.join(settings.out, "trainings")
+
+
 @dataclass
 class RunSpec:
-    """One run (model, config, seed): everything run_recbole receives, and where its outputs go."""
+    """One run (model, config, seed): everything run_recbole receives, and where its outputs go.
+
+    ``checkpoint_dir``: RecBole's ``checkpoint_dir`` for the run; MLLMRecR1's trainer keeps its
+    training there, so MLLMRecR1 runs share the comparison's trainings folder.
+    """
 
     model: str
     seed: int
@@ -48,6 +61,7 @@ class RunSpec:
     config_dict: dict
     config_hash: str
     run_dir: str
+    checkpoint_dir: str
     retriever: "RunSpec" = None
 
 
@@ -82,7 +96,8 @@ def plan_run(model, overrides, seed, settings, retriever=None):
     hashed.update(cli_overrides)
     digest = config_hash(model, settings.dataset, config_files, hashed)
     run_dir = os.path.join(settings.out, "runs", f"{slugify(model)}-{digest}", f"seed{seed}")
-    return RunSpec(model, seed, config_files, config_dict, digest, run_dir, retriever)
+    checkpoint_dir = trainings_dir(settings) if model == LLM_MODEL else run_dir
+    return RunSpec(model, seed, config_files, config_dict, digest, run_dir, checkpoint_dir, retriever)
 
 
 def describe_config(row, spec, settings):

@@ -31,10 +31,10 @@ NOTE:
     What others use is the public surface below: the prompt builders, ``item_title`` /
     ``item_entry`` / ``item_token``, ``render_prompt``, ``title_log_probs``, ``reasoning``,
     ``candidate_log_probs``, the ``language_model`` and ``tokenizer`` that TRL trains, and
-    two setters: ``use_language_model`` (the one way to swap in a LoRA-wrapped or trained
-    LLM), ``set_reasoning`` and ``set_fusion_weight``; the trainer logs ``pop_generation_tally``
-    after each generative evaluation. Item image texts and the trained
-    sequential model are prepared before the model is built
+    the setters: ``use_language_model`` (the one way to swap in a LoRA-wrapped or trained
+    LLM), ``set_reasoning``, ``set_generative_eval`` and ``set_fusion_weight``; the
+    trainer logs ``pop_generation_tally`` after each generative evaluation. Item image texts
+    and the trained sequential model are prepared before the model is built
     (:func:`recbole_mllmr1.quick_start.prepare_run`) and read from the dataset.
 """
 from collections import Counter
@@ -169,6 +169,11 @@ class MLLMRecR1(SequentialRecommender):
     def set_reasoning(self, enabled):
         """Whether scoring first lets the model reason (greedy, up to ``max_reasoning_tokens``)."""
         self._reason_before_answer = bool(enabled)
+
+    def set_generative_eval(self, enabled):
+        """Whether scoring ranks by one generated list (``eval_scoring: generative``) or by each
+        candidate's title likelihood; the trainer validates by likelihood in both modes."""
+        self.generative_eval = bool(enabled)
 
     def set_fusion_weight(self, weight):
         """The sequential model's share ``w`` of the final score: ``(1 - w) x LLM + w x sequential``."""
