@@ -127,9 +127,11 @@ def ensure_sequential_model(config):
     )
     result, trainer = train_and_test(sequential_config)
     os.replace(trainer.saved_model_file, target)  # atomic: a crash leaves no half-written checkpoint
+    # The cache is shared by every test mode: the test result says which one it was tested in.
     write_json_atomically(
         os.path.splitext(target)[0] + ".json",
-        {key: result[key] for key in ("best_valid_result", "test_result", "train_time_s")},
+        {"test_mode": sequential_config["eval_args"]["mode"]["test"],
+         **{key: result[key] for key in ("best_valid_result", "test_result", "train_time_s")}},
         indent=1,
     )
     logger.info(set_color(f"Sequential model {name}", "green") + f": test {dict(result['test_result'])}")

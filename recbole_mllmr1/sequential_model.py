@@ -54,6 +54,31 @@ def sequential_config_dict(config):
     return carried
 
 
+def selection_eval_args(eval_args):
+    """``eval_args`` as training and model selection see them: the validation mode, not the test mode.
+
+    Early stopping and adapter selection validate in the validation mode; the test mode only
+    changes the final test, so one trained model serves every test mode. ``mode`` is read as
+    RecBole's Config reads it: a string for both sets, or a ``{valid, test}`` dict.
+    """
+    mode = eval_args.get("mode", "full")
+    valid_mode = mode.get("valid", mode.get("test", "full")) if isinstance(mode, dict) else mode
+    return {**eval_args, "mode": {"valid": valid_mode}}
+
+
+def state_dict_digest(state_dict):
+    """A hash of a model's weights: each tensor's name, shape, dtype and bytes, in name order.
+
+    The same weights give the same digest wherever their checkpoint lies and whenever it was written.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
 def _dataset_files_signature(config):
     """Sizes and modification times of the dataset's atomic files: new data, new checkpoint."""
     folder = config["data_path"]
@@ -64,12 +89,18 @@ def _dataset_files_signature(config):
 
 
 def cached_checkpoint_path(config):
-    """Where the run's trained sequential model is cached: named by everything that defines it."""
+    """Where the run's trained sequential model is cached: named by everything that defines it.
+
+    Its test mode is left out (:func:`selection_eval_args`): runs that differ only in how they
+    test read one trained model.
+    """
+    trained_with = sequential_config_dict(config)
+    trained_with["eval_args"] = selection_eval_args(trained_with["eval_args"])
     described = json.dumps(
         {
             "model": config["sequential_model"],
             "dataset": config["dataset"],
-            "config": sequential_config_dict(config),
+            "config": trained_with,
             "files": _dataset_files_signature(config),
         },
         sort_keys=True,

@@ -17,7 +17,7 @@ from recbole.utils import early_stopping, init_seed, set_color
 
 from recbole_mllmr1.config import properties_path
 from recbole_mllmr1.json_files import write_json_atomically
-from recbole_mllmr1.sequential_model import cached_checkpoint_path
+from recbole_mllmr1.sequential_model import cached_checkpoint_path, read_checkpoint, selection_eval_args, state_dict_digest
 
 ZERO_SHOT = "zero-shot"
 # The run folder's record of the command's settings, from which `recommend` rebuilds the model,
@@ -37,13 +37,20 @@ SEQUENTIAL_ALONE = " (sequential model alone)"
 
 
 def run_key(config):
-    """A short hash of everything that defines a training run, naming its folder so a rerun resumes it."""
+    """A short hash of everything that defines a training run, naming its folder so a rerun resumes it.
+
+    ``eval_args`` counts without its test mode (:func:`~recbole_mllmr1.sequential_model.selection_eval_args`):
+    adapters are selected in the validation mode, so one training is tested in every mode.
+    """
     with open(properties_path("model", f"{config['model']}.yaml")) as model_yaml:
-        keys = sorted(set(yaml.safe_load(model_yaml)) - _NOT_IN_RUN_KEY) + ["dataset", "seed", "eval_args"]
+        keys = sorted(set(yaml.safe_load(model_yaml)) - _NOT_IN_RUN_KEY) + ["dataset", "seed"]
     described = {key: config[key] for key in keys}
+    described["eval_args"] = selection_eval_args(config["eval_args"])
     if config["model"] == "MLLMRecR1":
-        # The sequential model the adapters were trained against: a retrained one starts a new run.
-        described["sequential_model_file"] = _sequential_model_identity(config)
+        # The sequential model the adapters were trained against, in place of retriever_checkpoint's
+        # path: a different model starts a new run, the same one saved elsewhere does not.
+        del described["retriever_checkpoint"]
+        described["sequential_model_identity"] = _sequential_model_identity(config)
     described = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(described.encode()).hexdigest()[:10]
 
@@ -55,9 +62,11 @@ def pick_fusion_weight(scores, bigger=True):
 
 
 def _sequential_model_identity(config):
+    """A given ``retriever_checkpoint`` by its weights, not its path: ``compare`` trains its SASRec
+    row in each comparison's folder, and the same model trained again elsewhere keeps the run. The
+    run's own sequential model by its cache name, which covers its config and data files."""
     if config["retriever_checkpoint"]:
-        path = config["retriever_checkpoint"]
-        return [path, os.path.getmtime(path) if os.path.isfile(path) else None]
+        return state_dict_digest(read_checkpoint(config["retriever_checkpoint"])["state_dict"])
     return os.path.basename(cached_checkpoint_path(config)) if config["sequential_model"] else None
 
 

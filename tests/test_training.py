@@ -132,6 +132,34 @@ def test_testing_by_generated_lists_reuses_the_likelihood_training(trained_run, 
     assert sum("generative ranking" in message for message in caplog.messages) == 3  # zero-shot, SFT and GRPO tested
 
 
+def test_testing_in_another_mode_reuses_the_training_validated_in_the_same_mode(trained_run, tiny_data_path, monkeypatch):
+    # Adapters are selected in the validation mode; the test mode is not part of the run key (nor of
+    # the cached sequential model's): validating in uni9 and testing in full ranking trains nothing.
+    from recbole_mllmr1.model.sequential_recommender.mllmrecr1 import MLLMRecR1
+    from recbole_mllmr1.training import stages
+
+    result, run_dir, saved, llm_dir = trained_run
+    calls = []
+    monkeypatch.setattr(stages, "run_sft", lambda *args, **kwargs: calls.append("sft"))
+    monkeypatch.setattr(stages, "run_grpo", lambda *args, **kwargs: calls.append("grpo"))
+    full_sort_predict = MLLMRecR1.full_sort_predict
+
+    def counted_full_sort_predict(self, interaction):
+        calls.append("full")
+        return full_sort_predict(self, interaction)
+
+    monkeypatch.setattr(MLLMRecR1, "full_sort_predict", counted_full_sort_predict)
+    tested_in_full = run_recbole(
+        "MLLMRecR1", "tiny",
+        config_dict={**TRAINING, "data_path": tiny_data_path, "checkpoint_dir": saved, "llm_path": llm_dir,
+                     "eval_args": {"mode": {"valid": "uni9", "test": "full"}}},
+    )
+    assert glob.glob(os.path.join(saved, "MLLMRecR1-tiny-*")) == [run_dir]
+    assert "sft" not in calls and "grpo" not in calls and "full" in calls  # tested by full ranking
+    assert tested_in_full["best_valid_score"] == result["best_valid_score"]
+    assert len(glob.glob(os.path.join(saved, "sequential_model", "*.pth"))) == 1
+
+
 def test_grpo_batch_that_trl_would_reject_fails_before_training():
     config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "grpo_batch_size": 6, "grpo_num_generations": 4})
     with pytest.raises(ValueError, match=r"6 completions per step is not divisible by grpo_num_generations \(4\)"):
