@@ -48,6 +48,10 @@ def _folder(mode, args):
 def compare_arguments(mode, args):
     models = args.models.split(",") if args.models else BASELINES + (ZERO_SHOT_ROWS if args.reduced else ("MLLMRecR1",))
     arguments = ["compare", "--dataset", "ml-100k", "--mode", mode, "--models", ",".join(models), "--seeds", args.seeds]
+    if args.valid_mode:
+        arguments += ["--valid-mode", args.valid_mode]
+    if args.trainings:
+        arguments += ["--trainings", str(args.trainings)]
     if args.eval_user_sample:
         arguments += ["--eval-user-sample", str(args.eval_user_sample)]
     arguments += ["--out", str(RUNS_DIR / _folder(mode, args))]
@@ -77,6 +81,8 @@ def build_parser():
                         help="yaml files of MLLMRecR1 settings for all its rows, later files overriding earlier ones, passed as --config")
     parser.add_argument("--config", action="append", metavar="[MODEL.]KEY=VALUE", help="passed on to compare's --config (repeatable)")
     parser.add_argument("--tag", default=None, help="suffix of the run and results folders, e.g. 'gpu' -> compare_uni9_gpu")
+    parser.add_argument("--valid-mode", default=None, help="passed on to compare's --valid-mode (default: each mode itself)")
+    parser.add_argument("--trainings", default=None, help="passed on to compare's --trainings (default: <run folder>/trainings)")
     return parser
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_grounding.py                          # uni9, 200 sampled test users
     python benchmarks/bench_grounding.py --modes uni9,uni19 --eval-user-sample 400
+    python benchmarks/bench_grounding.py --modes uni9,uni19,full --valid-mode uni9   # train once, test in three modes
 
 Every MLLMRecR1 row is trained with properties/quick_start_config/grounding_cpu.yaml (SFT then
 GRPO) and reads the very SASRec of the SASRec row (``retriever_checkpoint``). The four MLLMRecR1
@@ -11,9 +12,18 @@ candidates. The run goes through ``benchmarks/bench_compare.py`` (resumable: fin
 reused), then this script adds paired bootstrap p-values against SASRec and against the text-only
 row, the fusion weights and GRPO's hit-spread share, in
 ``benchmarks/results/compare_<mode>_grounding/grounding.md``.
+
+By default each mode validates in itself, so each mode trains its own MLLMRecR1 models. With
+``--valid-mode``, every mode validates in that mode (early stopping, adapter selection) and the
+comparisons share one trainings folder, ``runs/bench_compare/grounding_trainings_valid_<valid
+mode>/``: each MLLMRecR1 configuration trains once, in the first mode, and the other modes only
+test it (their SASRec, trained alike on one machine, has the same weights). Their folders and results are
+``<mode>_grounding_valid_<valid mode>``. ``--force`` then empties the shared trainings and the
+modes' run folders once, before the first mode.
 """
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,6 +35,7 @@ import bench_compare  # noqa: E402  (benchmarks/ is not a package)
 from recbole_mllmr1.compare.cli import settings_from_args  # noqa: E402
 from recbole_mllmr1.compare.execute import run_all  # noqa: E402
 from recbole_mllmr1.compare.rows import select_rows  # noqa: E402
+from recbole_mllmr1.compare.settings import parse_mode  # noqa: E402
 from recbole_mllmr1.compare.statistics import paired_values  # noqa: E402
 from recbole_mllmr1.significance import paired_bootstrap_p_value  # noqa: E402
 
@@ -93,19 +104,34 @@ def main(argv=None):
     parser.add_argument("--eval-user-sample", type=int, default=200, help="test users (default: 200)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
+    parser.add_argument("--valid-mode", default=None,
+                        help="validation mode of every mode, whose MLLMRecR1 trainings are then shared (default: each mode itself)")
     args = parser.parse_args(argv)
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    tag, shared, force = TAG, [], ["--force"] if args.force else []
+    if args.valid_mode:
+        parse_mode(args.valid_mode, "--valid-mode")  # before --force deletes folders named after it
+        tag = f"{TAG}_valid_{args.valid_mode}"
+        trainings = bench_compare.RUNS_DIR / f"{TAG}_trainings_valid_{args.valid_mode}"
+        shared = ["--valid-mode", args.valid_mode, "--trainings", str(trainings)]
+        if args.force:
+            # compare's --force empties the trainings folder: given to every mode, it would train each mode again.
+            for folder in [trainings] + [bench_compare.RUNS_DIR / f"{mode}_{tag}" for mode in modes]:
+                shutil.rmtree(folder, ignore_errors=True)
+            force = []
+    for mode in modes:
         compare_argv = [
             "--modes", mode, "--seeds", args.seeds, "--eval-user-sample", str(args.eval_user_sample),
-            "--models", ",".join(ROW_SLUGS), "--mllmrecr1-config", str(CONFIG), "--tag", TAG,
+            "--models", ",".join(ROW_SLUGS), "--mllmrecr1-config", str(CONFIG), "--tag", tag, *shared,
             *[f"--config={item}" for item in SASREC_CONFIG],
-        ] + (["--force"] if args.force else [])
+        ] + force
         bench_compare.main(compare_argv)
         table = grounding_table(mode, bench_compare.build_parser().parse_args(compare_argv))
-        target = bench_compare.RESULTS_DIR / f"compare_{mode}_{TAG}"
+        target = bench_compare.RESULTS_DIR / f"compare_{mode}_{tag}"
         command = json.loads((target / "command.json").read_text())
+        title = f"Grounding on ml-100k, {mode}" + (f", validation {args.valid_mode}" if args.valid_mode else "")
         (target / "grounding.md").write_text(
-            f"# Grounding on ml-100k, {mode}\n\nCommand: `python benchmarks/bench_grounding.py {' '.join(argv or sys.argv[1:])}` "
+            f"# {title}\n\nCommand: `python benchmarks/bench_grounding.py {' '.join(argv or sys.argv[1:])}` "
             f"(wall time {command['wall_time_s'] / 60:.0f} min)\n\n{table}\n"
         )
         print(table, flush=True)

@@ -97,7 +97,7 @@ def compare_settings(args):
         MODE,
         argparse.Namespace(
             models=RETRIEVER_MODEL, reduced=False, seeds=args.seeds, eval_user_sample=args.eval_user_sample,
-            config=list(SASREC_CONFIG), mllmrecr1_config=None, force=args.force, tag=args.tag,
+            config=list(SASREC_CONFIG), mllmrecr1_config=None, force=args.force, tag=args.tag, valid_mode=None, trainings=None,
         ),
     )
     parser = argparse.ArgumentParser()

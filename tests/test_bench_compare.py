@@ -16,7 +16,7 @@ def test_mllmrecr1_config_reaches_every_mllmrecr1_row_with_its_yaml_types(tmp_pa
     config_file = tmp_path / "cpu.yaml"
     config_file.write_text(yaml.safe_dump(settings))
     args = argparse.Namespace(models="SASRec,MLLMRecR1", seeds="0", eval_user_sample=10, reduced=True, force=False,
-                              mllmrecr1_config=[str(config_file)], tag=None, config=None)
+                              mllmrecr1_config=[str(config_file)], tag=None, config=None, valid_mode=None, trainings=None)
     arguments = load_benchmark("bench_compare").compare_arguments("uni9", args)
     items = [a.removeprefix("--config=") for a in arguments if a.startswith("--config=")]
     common, per_model = parse_overrides(items)
@@ -29,7 +29,8 @@ def test_later_mllmrecr1_configs_override_earlier_ones(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({"sft_steps": 24, "max_history": 5}))
     (tmp_path / "longer.yaml").write_text(yaml.safe_dump({"sft_steps": 120}))
     args = argparse.Namespace(models="MLLMRecR1", seeds="0", eval_user_sample=10, reduced=False, force=False,
-                              mllmrecr1_config=[str(tmp_path / "base.yaml"), str(tmp_path / "longer.yaml")], tag=None, config=None)
+                              mllmrecr1_config=[str(tmp_path / "base.yaml"), str(tmp_path / "longer.yaml")], tag=None, config=None,
+                              valid_mode=None, trainings=None)
     arguments = load_benchmark("bench_compare").compare_arguments("uni9", args)
     _, per_model = parse_overrides([a.removeprefix("--config=") for a in arguments if a.startswith("--config=")])
     assert per_model["MLLMRecR1"] == {"sft_steps": 120, "max_history": 5}
@@ -37,7 +38,7 @@ def test_later_mllmrecr1_configs_override_earlier_ones(tmp_path):
 
 def test_every_user_and_a_tag_give_their_own_folder_and_no_user_sample():
     args = argparse.Namespace(models="SASRec", seeds="0", eval_user_sample=0, reduced=False, force=False,
-                              mllmrecr1_config=None, tag="gpu", config=None)
+                              mllmrecr1_config=None, tag="gpu", config=None, valid_mode=None, trainings=None)
     arguments = load_benchmark("bench_compare").compare_arguments("uni9", args)
     assert "--eval-user-sample" not in arguments
     assert arguments[arguments.index("--out") + 1].endswith("bench_compare/uni9_gpu")

@@ -18,6 +18,7 @@ from recbole_mllmr1.compare.cli import add_arguments, run, settings_from_args
 from recbole_mllmr1.compare.columns import GAIN_COLUMN, GAIN_P_COLUMN, table_columns
 from recbole_mllmr1.compare.plan import baseline_config_file, plan_run, protocol_config
 from recbole_mllmr1.compare.records import RowSeed, is_reusable, load_record, per_user_file, row_seed
+from recbole_mllmr1.compare.report import command_line
 from recbole_mllmr1.compare.rows import DEFAULT_MODELS, Row, select_rows, slugify
 from recbole_mllmr1.compare.settings import parse_mode, parse_overrides
 from recbole_mllmr1.compare.statistics import add_gain_over_zero_shot
@@ -329,6 +330,44 @@ def test_mllmrecr1_runs_share_the_comparisons_trainings_and_force_retrains(tiny_
     assert os.path.isdir(trained)  # reused
     execute.run_all([row], settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "uni9", "--force")))
     assert not os.path.exists(trained)
+
+
+def test_valid_mode_validates_every_row_in_its_mode_and_one_mode_stays_a_string(tiny_data_path, tmp_path):
+    plain = settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "uni9"))
+    same = settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "uni9", "--valid-mode", "uni9"))
+    assert plan_run("Pop", {}, 0, same).config_dict["eval_args"]["mode"] == "uni9"
+    # A comparison without --valid-mode keeps its config hashes, hence its finished runs.
+    assert plan_run("Pop", {}, 0, same).config_hash == plan_run("Pop", {}, 0, plain).config_hash
+    split = settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--mode", "full", "--valid-mode", "uni9"))
+    for model, overrides in (("Pop", {}), ("SASRec", {}), ("MLLMRecR1", {"stages": ["sft"]})):
+        assert plan_run(model, overrides, 0, split).config_dict["eval_args"]["mode"] == {"valid": "uni9", "test": "full"}
+    assert plan_run("Pop", {}, 0, split).config_hash != plan_run("Pop", {}, 0, plain).config_hash
+    assert "--valid-mode uni9" in command_line(split) and "--valid-mode" not in command_line(same)
+    with pytest.raises(ValueError, match=r"--valid-mode \[uni\] is not an evaluation mode: use full, uniN or popN"):
+        settings_from_args(compare_args(tiny_data_path, tmp_path / "cmp", "Pop", "--valid-mode", "uni"))
+
+
+def test_trainings_puts_every_mllmrecr1_run_in_one_shared_folder_that_force_empties(tiny_data_path, tmp_path, monkeypatch):
+    shared = tmp_path / "shared-trainings"
+    per_mode = [
+        settings_from_args(
+            compare_args(tiny_data_path, tmp_path / mode, "Pop", "--mode", mode, "--valid-mode", "uni9", "--trainings", str(shared))
+        )
+        for mode in ("uni9", "full")
+    ]
+    specs = [plan_run("MLLMRecR1", overrides, 0, settings) for settings in per_mode for overrides in ({"stages": ["sft"]}, {"stages": []})]
+    assert {spec.checkpoint_dir for spec in specs} == {str(shared)}
+    assert plan_run("Pop", {}, 0, per_mode[1]).checkpoint_dir == plan_run("Pop", {}, 0, per_mode[1]).run_dir
+
+    trained = shared / "MLLMRecR1-tiny-0123456789"
+    trained.mkdir(parents=True)
+    monkeypatch.setattr(execute, "execute_run", lambda spec, settings: {"error": "not run here"})
+    row = Row("MLLMRecR1 (likelihood)", "MLLMRecR1", {"stages": ["sft"]})
+    execute.run_all([row], per_mode[1])
+    assert trained.is_dir()  # reused
+    forced = compare_args(tiny_data_path, tmp_path / "full", "Pop", "--mode", "full", "--trainings", str(shared), "--force")
+    execute.run_all([row], settings_from_args(forced))
+    assert not shared.exists()
 
 
 @pytest.mark.slow

@@ -14,11 +14,15 @@ model and its own hyperparameters (``baselines/<Model>.yaml``, the row's overrid
 - ``error.txt``: the traceback, when the run failed.
 
 Rows with the same model and config share one run (e.g. "SFT" and "SFT+GRPO" are two
-stages of one trained MLLMRecR1). MLLMRecR1's trainings live in ``<out>/trainings/``, named
-by the trainer's run key: runs that differ only in how they test (``fusion_weight``,
-``eval_scoring``) share one training. A run whose ``result.json`` holds no error is reused
-unless ``--force``, which also trains MLLMRecR1 again. In ``--mode full`` MLLMRecR1 reranks the top ``--rerank-topk`` items of
-the SASRec trained in the same comparison (same seed); its row is compared with SASRec's.
+stages of one trained MLLMRecR1). Every row validates (early stopping, adapter selection) in
+``--valid-mode`` (default: ``--mode``, the test mode). MLLMRecR1's trainings live in
+``--trainings`` (default ``<out>/trainings/``), named by the trainer's run key: runs that differ
+only in how they test (the test mode, ``fusion_weight``, ``eval_scoring``) share one training,
+also across comparisons that share the folder (the trainer knows the SASRec it reads by its
+weights, not its path). A run whose ``result.json`` holds no error is reused unless
+``--force``, which also empties the trainings folder. In ``--mode full`` MLLMRecR1 reranks the
+top ``--rerank-topk`` items of the SASRec trained in the same comparison (same seed); its row
+is compared with SASRec's.
 
 One module per job, each importing only the ones listed before it: ``rows`` (the table's
 rows), ``settings`` (what one invocation asks for), ``columns`` (the table's columns),

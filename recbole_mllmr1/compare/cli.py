@@ -19,6 +19,8 @@ def _comma_list(text, convert, what):
 
 def settings_from_args(args):
     parse_mode(args.mode)
+    valid_mode = args.valid_mode or args.mode
+    parse_mode(valid_mode, "--valid-mode")
     if args.eval_user_sample is not None and args.eval_user_sample < 1:
         raise ValueError(f"--eval-user-sample [{args.eval_user_sample}] must be a positive number of users.")
     if args.rerank_topk < 2:
@@ -34,12 +36,15 @@ def settings_from_args(args):
         raise ValueError("topk is given twice, by --topk and as a config key: keep one.")
     # RecBole's topk is the table's: every row is evaluated and reported at the same cut-offs.
     topk = parse_topk(overrides.pop("topk", None) or args.topk or "1,5,10")
+    out = os.path.abspath(args.out or os.path.join("runs", "compare", f"{args.dataset}-{args.mode}"))
     return Settings(
         dataset=args.dataset,
         mode=args.mode,
+        valid_mode=valid_mode,
         models=models,
         seeds=seeds,
-        out=os.path.abspath(args.out or os.path.join("runs", "compare", f"{args.dataset}-{args.mode}")),
+        out=out,
+        trainings=os.path.abspath(args.trainings) if args.trainings else os.path.join(out, "trainings"),
         force=args.force,
         eval_user_sample=args.eval_user_sample,
         data_path=os.path.abspath(args.data_path) if args.data_path else None,
@@ -55,12 +60,17 @@ def settings_from_args(args):
 def add_arguments(parser):
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (default: ml-100k)")
     parser.add_argument("--mode", default="uni9", help="evaluation mode: full, uniN or popN (default: uni9)")
+    parser.add_argument("--valid-mode", default=None,
+                        help="evaluation mode of the validation set (early stopping, adapter selection; default: --mode)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help=f"comma-separated models (all their rows) or row slugs, e.g. Pop,SASRec,mllmrecr1-zero-shot; "
                              f"rows: {', '.join(row.slug for row in ROWS)} (default: %(default)s)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/compare/<dataset>-<mode>)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default: 0)")
-    parser.add_argument("--force", action="store_true", help="rerun rows whose results already exist")
+    parser.add_argument("--trainings", default=None,
+                        help=f"folder of {LLM_MODEL}'s trainings, which comparisons sharing it train once (default: <out>/trainings)")
+    parser.add_argument("--force", action="store_true",
+                        help=f"rerun rows whose results already exist and empty the --trainings folder ({LLM_MODEL} trains again)")
     parser.add_argument("--eval-user-sample", type=int, default=None,
                         help="evaluate a seeded sample of this many test users, the same for every model (default: all)")
     parser.add_argument("--data-path", default=None, help="folder holding <dataset>/<dataset>.inter (RecBole's data_path)")
@@ -80,7 +90,8 @@ def run(args):
     settings = settings_from_args(args)
     os.makedirs(settings.out, exist_ok=True)
     rows = select_rows(settings.models, settings.mode)
-    print(f"Comparing {len(rows)} rows x {len(settings.seeds)} seeds on {settings.dataset} ({settings.mode}) into {settings.out}", flush=True)
+    modes = settings.mode if settings.valid_mode == settings.mode else f"{settings.mode}, validation {settings.valid_mode}"
+    print(f"Comparing {len(rows)} rows x {len(settings.seeds)} seeds on {settings.dataset} ({modes}) into {settings.out}", flush=True)
     results = run_all(rows, settings)
     entries, best = build_table(rows, results, settings)
     print(write_outputs(entries, best, settings), flush=True)

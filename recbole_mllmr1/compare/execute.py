@@ -13,7 +13,7 @@ from recbole_mllmr1.quick_start import run_recbole
 
 from .checks import per_user_test_evaluations
 from .columns import SIGNIFICANCE_METRIC, metric_label
-from .plan import plan_run, trainings_dir
+from .plan import plan_run
 from .records import is_reusable, load_record, per_user_file, row_seed
 from .rows import LLM_MODEL, RETRIEVER_MODEL
 
@@ -104,9 +104,9 @@ def execute_run(spec, settings):
 def run_all(rows, settings):
     """``{row name: [RowSeed per seed]}``; the retriever runs before the rows that rerank it, and
     rows with the same model and config share one run. With ``force``, MLLMRecR1 trains again:
-    the comparison's trainings folder is emptied first."""
+    the trainings folder (``--trainings``) is emptied first."""
     if settings.force and any(row.model == LLM_MODEL for row in rows):
-        shutil.rmtree(trainings_dir(settings), ignore_errors=True)
+        shutil.rmtree(settings.trainings, ignore_errors=True)
     retriever_row = next((row for row in rows if row.model == RETRIEVER_MODEL), None)
     order = ([retriever_row] if retriever_row else []) + [row for row in rows if row is not retriever_row]
     retrievers, records = {}, {}

@@ -23,10 +23,12 @@ def baseline_config_file(model):
 
 def protocol_config(settings, seed):
     """The evaluation protocol, identical for every row of a comparison."""
+    # One mode stays a string, as RecBole reads it for both sets (and as the config hash has it).
+    mode = settings.mode if settings.valid_mode == settings.mode else {"valid": settings.valid_mode, "test": settings.mode}
     config = {
         "seed": seed,
         "reproducibility": True,
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": settings.mode},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": mode},
         "metrics": ["Hit", "NDCG", "MRR"],
         "topk": list(settings.topk),
         "valid_metric": "NDCG@10",
@@ -38,21 +40,12 @@ def protocol_config(settings, seed):
     return config
 
 
-def trainings_dir(settings):
-    """Where a comparison's MLLMRecR1 trainings live, shared by its rows.
-
-    The trainer names each training by its run key, which leaves out what only changes the test
-    (``fusion_weight``, ``eval_scoring``, ...): rows that differ only there train once.
-    """
-    return os.path.join(settings.out, "trainings")
-
-
 @dataclass
 class RunSpec:
     """One run (model, config, seed): everything run_recbole receives, and where its outputs go.
 
     ``checkpoint_dir``: RecBole's ``checkpoint_dir`` for the run; MLLMRecR1's trainer keeps its
-    training there, so MLLMRecR1 runs share the comparison's trainings folder.
+    training there, so MLLMRecR1 runs share the trainings folder (``--trainings``).
     """
 
     model: str
@@ -96,7 +89,7 @@ def plan_run(model, overrides, seed, settings, retriever=None):
     hashed.update(cli_overrides)
     digest = config_hash(model, settings.dataset, config_files, hashed)
     run_dir = os.path.join(settings.out, "runs", f"{slugify(model)}-{digest}", f"seed{seed}")
-    checkpoint_dir = trainings_dir(settings) if model == LLM_MODEL else run_dir
+    checkpoint_dir = settings.trainings if model == LLM_MODEL else run_dir
     return RunSpec(model, seed, config_files, config_dict, digest, run_dir, checkpoint_dir, retriever)
 
 

@@ -16,6 +16,10 @@ from .settings import parse_mode
 def command_line(settings):
     parts = ["recbole-mllmr1 compare", f"--dataset {settings.dataset}", f"--mode {settings.mode}",
              f"--models {','.join(settings.models)}", f"--seeds {','.join(map(str, settings.seeds))}"]
+    if settings.valid_mode != settings.mode:
+        parts.append(f"--valid-mode {settings.valid_mode}")
+    if settings.trainings != os.path.join(settings.out, "trainings"):
+        parts.append(f"--trainings {settings.trainings}")
     if settings.eval_user_sample:
         parts.append(f"--eval-user-sample {settings.eval_user_sample}")
     if settings.data_path:
@@ -55,7 +59,9 @@ def markdown_table(entries, best, settings):
     p_label = f"p ({metric_label(SIGNIFICANCE_METRIC)})"
     lines = [
         f"Dataset **{settings.dataset}**, leave-one-out split in time order, each test user ranks {candidates} "
-        f"(mode `{settings.mode}`); seeds {', '.join(map(str, settings.seeds))}"
+        f"(mode `{settings.mode}`"
+        + (f"; models are selected on validation in mode `{settings.valid_mode}`" if settings.valid_mode != settings.mode else "")
+        + f"); seeds {', '.join(map(str, settings.seeds))}"
         + (f"; a seeded sample of {settings.eval_user_sample} test users per seed" if settings.eval_user_sample else "")
         + f". Metrics are means over seeds (± std over seeds when there are several); MRR is MRR@{max(settings.topk)}.",
         f"{p_label}: paired bootstrap over (seed, user) pairs against the best baseline"

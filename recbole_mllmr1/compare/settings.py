@@ -11,10 +11,15 @@ from recbole_mllmr1.known_keys import check_known_keys
 @dataclass
 class Settings:
     dataset: str
-    mode: str
+    mode: str  # the test mode
+    valid_mode: str  # the validation mode: early stopping and adapter selection
     models: list
     seeds: list
     out: str
+    # MLLMRecR1's trainings, named by the trainer's run key, which leaves out what only changes the
+    # test (the test mode, ``fusion_weight``, ``eval_scoring``, ...): rows, and comparisons, that
+    # share the folder and differ only there train once.
+    trainings: str
     force: bool
     eval_user_sample: int
     data_path: str
@@ -33,13 +38,13 @@ class Settings:
         return metrics_for_topk(self.topk)
 
 
-def parse_mode(mode):
+def parse_mode(mode, option="--mode"):
     """Number of candidates per test user for ``uniN`` / ``popN`` (N + 1), or None for ``full``."""
     if mode == "full":
         return None
     match = re.fullmatch(r"(uni|pop)(\d+)", mode)
     if not match or int(match.group(2)) < 1:
-        raise ValueError(f"--mode [{mode}] is not an evaluation mode: use full, uniN or popN (e.g. uni9, uni99).")
+        raise ValueError(f"{option} [{mode}] is not an evaluation mode: use full, uniN or popN (e.g. uni9, uni99).")
     return int(match.group(2)) + 1
 
 
