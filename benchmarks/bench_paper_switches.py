@@ -3,10 +3,10 @@
     python benchmarks/bench_paper_switches.py                       # uni9, 200 sampled test users
     python benchmarks/bench_paper_switches.py --eval-user-sample 400
 
-Four configurations of MLLMRecR1 (three trainings) with the default 135M model, on the training sizes of
-properties/quick_start_config/grounding_cpu.yaml, text only and scored by the LLM alone (no item
-tokens, fusion weight 0, as in the paper), with mixed-grained SFT (the 135M teacher's CoT on
-``cot_num_samples`` training samples) and GRPO groups of 8 rollouts:
+Four configurations of MLLMRecR1 (three trainings) with the default 135M model, on the settings of
+properties/quick_start_config/grounding_cpu.yaml at 96 training samples, text only and scored by
+the LLM alone (no item tokens, fusion weight 0, as in the paper), with mixed-grained SFT (the 135M
+teacher's CoT on ``cot_num_samples`` training samples) and GRPO steps of one prompt x 8 rollouts:
 
 - current defaults: the rationale is an SFT target (``cot_placement: output``), GRPO rewards
   ``format`` + ``accuracy``, likelihood scoring;
@@ -49,6 +49,9 @@ CONFIG = bench_compare.REPOSITORY / "properties" / "quick_start_config" / "groun
 SASREC_CONFIG = ("SASRec.epochs=8", "SASRec.MAX_ITEM_LIST_LENGTH=20")
 # What every training shares on top of grounding_cpu.yaml.
 SHARED = {
+    "train_samples": 96,  # the measured table's size: one pass of 24 SFT steps x 4 samples
+    "sft_steps": 24,
+    "eval_step": 24,  # each stage validated once, at its end
     "item_tokens": False,  # text only: the paper has no collaborative grounding
     "fusion_weight": 0,  # the LLM's own ranking
     "sft_data": "mixed",  # the rationales exist, so their placement matters

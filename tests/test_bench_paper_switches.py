@@ -21,14 +21,15 @@ def _planned_configs():
 
 
 def test_every_run_gets_the_shared_settings_over_the_cpu_sizes():
-    # grounding_cpu.yaml trains answer-only SFT with 4 rollouts a step; the benchmark needs the CoT
-    # samples and 8 rollouts: the shared settings must win over the sizes they come with.
+    # grounding_cpu.yaml trains answer-only SFT on 480 samples with 2 prompts a GRPO step; the
+    # benchmark needs the CoT samples, its own 96 samples and 1 prompt of 8 rollouts: the shared
+    # settings must win over the sizes they come with.
     sizes = yaml.safe_load(bench.CONFIG.read_text())
-    assert sizes["sft_data"] == "plain" and sizes["grpo_num_generations"] == 4
+    assert sizes["sft_data"] == "plain" and sizes["train_samples"] != 96 and sizes["grpo_batch_size"] != 8
     for spec in _planned_configs().values():
         config = spec.config_dict
         assert {key: config[key] for key in bench.SHARED} == bench.SHARED
-        assert config["train_samples"] == sizes["train_samples"] and config["max_history"] == sizes["max_history"]
+        assert config["max_history"] == sizes["max_history"] and config["lora_last_layers"] == sizes["lora_last_layers"]
 
 
 def test_each_training_differs_from_the_defaults_only_in_its_switch():
