@@ -133,6 +133,7 @@ def fuse_lm_head_on_labelled_positions_only():
     label with ``completion_only_loss`` (SFT) nor in GRPO's loss: 40% of an SFT step of the main
     command, for ~20 scored tokens in ~400. Eager CPU compiles nothing: score the labelled rows there too,
     with the same per-row arithmetic (the unlabelled rows' log-probabilities are zero in both paths).
+    With ``sft_completion_only_loss: False`` every row but the padding is labelled and both paths score the same rows.
     A TRL without the fused head has nothing to fix. Remove when TRL compacts on CPU."""
     import trl.trainer.utils
 

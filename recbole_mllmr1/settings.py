@@ -15,6 +15,9 @@ from recbole_mllmr1.training.stages import STAGES
 
 # The GRPO loss types of every TRL release setup.py allows (trl >= 0.23).
 GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+# transformers' schedules that need nothing beyond the step count (warm-up is 0): today's constant rate,
+# the official code's linear decay (TRL's default) and cosine. The others take extra arguments no key sets.
+LR_SCHEDULER_TYPES = ("constant", "linear", "cosine")
 
 
 class SettingsError(ValueError):
@@ -197,12 +200,14 @@ RULES = {
     "grpo_lora_alpha": number(0, low_inclusive=False, optional=True, none_means="lora_alpha"),
     "grpo_lora_target_modules": texts(non_empty=True, optional=True, none_means="lora_target_modules"),
     "gradient_checkpointing": boolean,
+    "lr_scheduler_type": choice(*LR_SCHEDULER_TYPES),
     "sft_data": choice("mixed", "plain"),
     "sft_steps": integer(1),
     "sft_learning_rate": number(0, low_inclusive=False),
     "sft_batch_size": integer(1),
     "sft_gradient_accumulation_steps": integer(1),
     "sft_max_length": integer(1),
+    "sft_completion_only_loss": boolean,
     "cot_teacher": text(),
     "cot_teacher_model": text(optional=True, none_means="no served model name"),
     "cot_num_samples": integer(0, optional=True, none_means="every plain sample"),
@@ -262,6 +267,13 @@ def check_settings(config):
             "fusion_weight", config["fusion_weight"],
             "eval_scoring: generative ranks by the LLM's generated list, which has no log-probabilities to mix with the "
             "sequential model's; set fusion_weight: 0 (or auto, which means 0 there) for the LLM alone, or eval_scoring: likelihood",
+        )
+    if config["item_tokens"] and not config["sft_completion_only_loss"]:
+        _fail(
+            "sft_completion_only_loss", False,
+            "a loss on the prompt's tokens would ask the LLM's output head to predict the hybrid item tokens of the "
+            "history, whose ids lie above its vocabulary; set sft_completion_only_loss: True, or item_tokens: False "
+            "for a text-only model",
         )
     if "grpo" in config["stages"]:
         # torchrun and `accelerate launch` set WORLD_SIZE; TRL trains on every process.

@@ -50,6 +50,7 @@ def test_a_paper_preset_holds_the_official_values_of_docs_paper_md(name, users_w
         "train_sample_per_user": True, "train_samples": None, "grpo_num_generations": 8,
         "grpo_max_completion_length": 128, "grpo_temperature": 0.9, "grpo_top_p": 0.9, "grpo_rewards": ["paper"],
         "topk": [3, 5, 10], "metrics": ["Hit", "NDCG"], "valid_metric": "NDCG@10", "reasoning_eval": False,
+        "sft_completion_only_loss": False, "lr_scheduler_type": "linear",
     }
     assert {key: config[key] for key in official} == official
     assert config["eval_args"]["mode"] == {"valid": "uni9", "test": "uni9"}

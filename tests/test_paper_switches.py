@@ -5,6 +5,7 @@ Each switch keeps this project's behaviour by default; each test shows the offic
 import json
 
 import pytest
+import torch
 
 from recbole_mllmr1.config import Config
 from recbole_mllmr1.cot.build import build_mixed_grained_dataset
@@ -34,6 +35,63 @@ def test_grpo_top_p_reaches_trls_rollout_sampling():
     assert settings.grpo_config(config, "/tmp/unused").top_p == 1.0  # TRL's default: no nucleus cut
     config["grpo_top_p"] = 0.9
     assert settings.grpo_config(config, "/tmp/unused").top_p == 0.9
+
+
+# ---- lr_scheduler_type -----------------------------------------------------------------------
+def test_lr_scheduler_type_reaches_both_trl_configs():
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING"})
+    assert {settings.sft_config(config, "/tmp/unused").lr_scheduler_type, settings.grpo_config(config, "/tmp/unused").lr_scheduler_type} == {"constant"}
+    config["lr_scheduler_type"] = "linear"
+    assert {settings.sft_config(config, "/tmp/unused").lr_scheduler_type, settings.grpo_config(config, "/tmp/unused").lr_scheduler_type} == {"linear"}
+
+
+# ---- sft_completion_only_loss ----------------------------------------------------------------
+def _sft_loss_and_labels(tiny_llm_dir, completion_only_loss):
+    """SFT's loss on two conversational prompt/completion records, as TRL computes it with the project's
+    LM-head patch, and the labels TRL built: (loss, HF's own loss on those labels, labels, input ids)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from recbole_mllmr1 import compat
+    from recbole_mllmr1.llm import load_causal_lm
+
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "sft_completion_only_loss": completion_only_loss})
+    records = [
+        {"prompt": [{"role": "user", "content": f"Which film comes next after film {i}?"}],
+         "completion": [{"role": "assistant", "content": f"<answer>Film {i + 1}</answer>"}]}
+        for i in range(2)
+    ]
+    compat.fuse_lm_head_on_labelled_positions_only()
+    llm = load_causal_lm(tiny_llm_dir, "cpu")
+    trainer = SFTTrainer(model=llm, args=settings.sft_config(config, "/tmp/unused"), train_dataset=Dataset.from_list(records),
+                         processing_class=AutoTokenizer.from_pretrained(tiny_llm_dir))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
+    with torch.no_grad():
+        reference = llm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        loss = trainer.compute_loss(llm, dict(batch))
+    return float(loss), float(reference), batch["labels"], batch["input_ids"]
+
+
+def test_sft_without_completion_only_loss_labels_the_prompt_and_the_lm_head_patch_scores_every_row(tiny_llm_dir):
+    completion_loss, completion_reference, completion_labels, input_ids = _sft_loss_and_labels(tiny_llm_dir, True)
+    full_loss, full_reference, full_labels, same_ids = _sft_loss_and_labels(tiny_llm_dir, False)
+    assert torch.equal(input_ids, same_ids)
+    padding = full_labels == -100  # the collator's padding only
+    assert torch.equal(full_labels[~padding], input_ids[~padding])
+    assert 0 < int((completion_labels != -100).sum()) < int((~padding).sum())
+    # The patched LM head scores only labelled rows: every row here, the same loss as the model's own.
+    assert full_loss == pytest.approx(full_reference, abs=1e-5) and completion_loss == pytest.approx(completion_reference, abs=1e-5)
+    assert full_loss != pytest.approx(completion_loss, abs=1e-3)
+
+
+def test_prompt_loss_with_item_tokens_is_refused_at_run_start(tiny_data_path):
+    from recbole_mllmr1.settings import SettingsError, check_settings
+    from tests.test_settings import mllmrecr1_config
+
+    with pytest.raises(SettingsError, match=r"\[sft_completion_only_loss\] = False .*item tokens.*item_tokens: False"):
+        check_settings(mllmrecr1_config(tiny_data_path, item_tokens=True, sft_completion_only_loss=False))
+    check_settings(mllmrecr1_config(tiny_data_path, item_tokens=False, sft_completion_only_loss=False))
 
 
 # ---- train_sample_per_user -------------------------------------------------------------------
@@ -183,6 +241,8 @@ def test_no_switch_reaches_a_validation_or_test_prompt(tiny_cot, cot_config, mon
         ("cot_refine_sees_target", "yes", "True or False"),
         ("train_sample_per_user", 1, "True or False"),
         ("grpo_top_p", 0, "a number > 0 and <= 1"),
+        ("lr_scheduler_type", "cosine_with_restarts", "one of 'constant', 'linear', 'cosine'"),
+        ("sft_completion_only_loss", "no", "True or False"),
     ],
 )
 def test_a_wrong_switch_value_fails_at_run_start_with_what_is_allowed(tiny_data_path, key, value, allowed):

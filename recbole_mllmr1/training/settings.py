@@ -57,7 +57,7 @@ def _common(config, output_dir, stage):
         learning_rate=config[f"{stage}_learning_rate"],
         per_device_train_batch_size=config[f"{stage}_batch_size"],
         gradient_accumulation_steps=config[f"{stage}_gradient_accumulation_steps"],
-        lr_scheduler_type="constant",
+        lr_scheduler_type=config["lr_scheduler_type"],
         warmup_steps=0,
         seed=config["seed"],
         data_seed=config["seed"],
@@ -82,7 +82,7 @@ def sft_config(config, output_dir):
     return SFTConfig(
         **_common(config, output_dir, "sft"),
         max_length=config["sft_max_length"],
-        completion_only_loss=True,
+        completion_only_loss=config["sft_completion_only_loss"],
         packing=False,
     )
 
