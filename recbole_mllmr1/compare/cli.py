@@ -6,7 +6,7 @@ the ones that run the models are imported when the command runs.
 import os
 
 from .rows import DEFAULT_MODELS, LLM_MODEL, RETRIEVER_MODEL, ROWS, select_rows
-from .settings import Settings, parse_mode, parse_overrides, parse_topk
+from .settings import Settings, default_trainings, parse_mode, parse_overrides, parse_topk
 
 
 def _comma_list(text, convert, what):
@@ -44,7 +44,7 @@ def settings_from_args(args):
         models=models,
         seeds=seeds,
         out=out,
-        trainings=os.path.abspath(args.trainings) if args.trainings else os.path.join(out, "trainings"),
+        trainings=os.path.abspath(args.trainings) if args.trainings else default_trainings(out),
         force=args.force,
         eval_user_sample=args.eval_user_sample,
         data_path=os.path.abspath(args.data_path) if args.data_path else None,

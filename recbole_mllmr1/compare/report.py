@@ -10,7 +10,7 @@ from recbole_mllmr1.plots import plot_metrics, plot_times
 from recbole_mllmr1.significance import ALPHA
 
 from .columns import GAIN_COLUMN, GAIN_P_COLUMN, RANDOM_ROW, SIGNIFICANCE_METRIC, metric_label, table_columns
-from .settings import parse_mode
+from .settings import default_trainings, parse_mode
 
 
 def command_line(settings):
@@ -18,7 +18,7 @@ def command_line(settings):
              f"--models {','.join(settings.models)}", f"--seeds {','.join(map(str, settings.seeds))}"]
     if settings.valid_mode != settings.mode:
         parts.append(f"--valid-mode {settings.valid_mode}")
-    if settings.trainings != os.path.join(settings.out, "trainings"):
+    if settings.trainings != default_trainings(settings.out):
         parts.append(f"--trainings {settings.trainings}")
     if settings.eval_user_sample:
         parts.append(f"--eval-user-sample {settings.eval_user_sample}")

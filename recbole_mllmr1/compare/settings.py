@@ -1,5 +1,6 @@
 """What one ``compare`` invocation asks for: the settings every other module reads, and the
 parsing of its evaluation mode and ``--config`` overrides."""
+import os
 import re
 from dataclasses import dataclass
 
@@ -36,6 +37,11 @@ class Settings:
         from recbole_mllmr1.per_user_metrics import metrics_for_topk  # imports torch: not for `compare --help`
 
         return metrics_for_topk(self.topk)
+
+
+def default_trainings(out):
+    """``--trainings`` when not given: the comparison's own ``<out>/trainings``."""
+    return os.path.join(out, "trainings")
 
 
 def parse_mode(mode, option="--mode"):
