@@ -166,6 +166,7 @@ RULES = {
     "title_field": text(),
     "item_meta_fields": texts(),
     "use_image_text": boolean,
+    "recommender_image_text": boolean,
     "textualizer": choice(*BACKENDS),
     "textualizer_model": text(optional=True, none_means="the backend's default"),
     "textualizer_prompt": text(optional=True, none_means="the default prompt"),
@@ -220,6 +221,10 @@ RULES = {
     "cot_min_prob": number(0, 1, optional=True, none_means="no probability threshold"),
     "cot_max_new_tokens": integer(1),
     "cot_temperature": number(0),
+    "cot_refine_teacher": text(optional=True, none_means="cot_teacher refining its own notes"),
+    "cot_refine_teacher_model": text(optional=True, none_means="no served model name"),
+    "cot_refine_max_new_tokens": integer(1, optional=True, none_means="cot_max_new_tokens"),
+    "cot_refine_temperature": number(0, optional=True, none_means="cot_temperature"),
     "cot_batch_size": integer(1),
     "cot_cache_dir": text(optional=True, none_means="~/.cache/recbole_mllmr1/cot"),
     "grpo_steps": integer(1),
@@ -262,6 +267,13 @@ def check_settings(config):
     if config["max_history"] > config["MAX_ITEM_LIST_LENGTH"]:
         _fail("max_history", config["max_history"], f"at most MAX_ITEM_LIST_LENGTH ({config['MAX_ITEM_LIST_LENGTH']}), the history RecBole keeps")
     _check_grounding(config)
+    if config["use_image_text"] and not config["recommender_image_text"] and not _teacher_runs(config):
+        _fail(
+            "recommender_image_text", False,
+            "it leaves the image text to the CoT teacher, which this run never calls (it runs for sft with sft_data: "
+            "mixed, and for grpo with cot_placement: input); set use_image_text: False to skip the textualizer, or "
+            "recommender_image_text: True",
+        )
     if config["eval_scoring"] == "generative" and config["fusion_weight"] not in ("auto", 0):
         _fail(
             "fusion_weight", config["fusion_weight"],
@@ -278,6 +290,14 @@ def check_settings(config):
     if "grpo" in config["stages"]:
         # torchrun and `accelerate launch` set WORLD_SIZE; TRL trains on every process.
         check_grpo_batch(config, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def _teacher_runs(config):
+    """Whether the run calls the CoT teacher: SFT on mixed data, or GRPO with rationales in a share of its prompts."""
+    stages = config["stages"] or []
+    return ("sft" in stages and config["sft_data"] == "mixed") or (
+        "grpo" in stages and config["cot_placement"] == "input" and bool(config["cot_input_share_grpo"])
+    )
 
 
 def _check_grounding(config):

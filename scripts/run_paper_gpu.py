@@ -28,7 +28,7 @@ BASELINES = "Pop,BPR,GRU4Rec,Caser,NARM,SASRec,BERT4Rec"
 # CPU-sized: a few steps, users, samples and tokens; no images (a tiny dataset has none).
 DRY_RUN = {
     "textualizer": "none", "use_image_text": False, "eval_user_sample": 8, "cot_num_samples": 4,
-    "cot_max_new_tokens": 16, "sft_batch_size": 2, "sft_gradient_accumulation_steps": 1, "sft_max_length": 512,
+    "cot_max_new_tokens": 16, "cot_refine_max_new_tokens": 16, "sft_batch_size": 2, "sft_gradient_accumulation_steps": 1, "sft_max_length": 512,
     "grpo_batch_size": 4, "grpo_gradient_accumulation_steps": 1, "grpo_num_generations": 2,
     "grpo_max_completion_length": 16, "eval_step": 1, "stopping_step": 2, "llm_batch_size": 4, "cot_batch_size": 4,
     "show_progress": False,

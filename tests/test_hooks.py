@@ -61,6 +61,15 @@ def test_the_no_image_ablation_drops_image_text(model_with_images):
         model_with_images.use_image_text = True
 
 
+def test_teacher_only_image_text_leaves_it_out_of_the_recommender_prompt(model_with_images, monkeypatch):
+    """recommender_image_text: False (the official recipe): the CoT teacher's entries keep the image text."""
+    red, blue = item_id(model_with_images, "i1"), item_id(model_with_images, "i2")
+    monkeypatch.setattr(model_with_images, "recommender_image_text", False)
+    assert "| image:" not in model_with_images.prompt([red], [blue, red])
+    assert "| image:" not in model_with_images.prompt_entry(red)[1]
+    assert "| image: " in model_with_images.item_entry(red)[1]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "ml-100k-posters")), reason="../shared posters absent")
 def test_ml100k_with_the_shared_posters(default_llm_dir, tmp_path):

@@ -51,6 +51,8 @@ def test_a_paper_preset_holds_the_official_values_of_docs_paper_md(name, users_w
         "grpo_max_completion_length": 128, "grpo_temperature": 0.9, "grpo_top_p": 0.9, "grpo_rewards": ["paper"],
         "topk": [3, 5, 10], "metrics": ["Hit", "NDCG"], "valid_metric": "NDCG@10", "reasoning_eval": False,
         "sft_completion_only_loss": False, "lr_scheduler_type": "linear",
+        "use_image_text": True, "recommender_image_text": False, "cot_max_new_tokens": 256, "cot_temperature": 0.0,
+        "cot_refine_max_new_tokens": 300, "cot_refine_temperature": 0.1, "cot_refine_teacher": None,
     }
     assert {key: config[key] for key in official} == official
     assert config["eval_args"]["mode"] == {"valid": "uni9", "test": "uni9"}

@@ -159,6 +159,52 @@ def test_the_refinement_shows_the_training_target_only_when_switched_on(tiny_cot
             assert f"[{token}]" not in conversation and text not in conversation
 
 
+# ---- cot_refine_teacher, cot_refine_max_new_tokens, cot_refine_temperature ---------------------
+class RecordingTeacher(ScriptedTeacher):
+    """A scripted teacher with a name of its own that records the generation settings of each call."""
+
+    def __init__(self, identity):
+        super().__init__()
+        self.identity = identity
+        self.settings = []
+
+    def generate(self, conversations, settings, scaffold=()):
+        self.settings.append(settings)
+        return super().generate(conversations, settings, scaffold)
+
+
+def _steps(teacher):
+    """The steps a teacher was called for, with the (max_new_tokens, temperature) of each call."""
+    kinds = {"refinement" if messages[0]["content"] == REFINE_SYSTEM else "pseudo-CoT" for messages in teacher.conversations}
+    return kinds, {(s.max_new_tokens, s.temperature) for s in teacher.settings}
+
+
+def test_a_refinement_teacher_of_its_own_refines_with_its_own_length_and_temperature(tiny_cot, cot_config, monkeypatch):
+    from recbole_mllmr1.cot import build
+
+    _, model, train_dataset, _, _ = tiny_cot
+    monkeypatch.setattr(model, "title_log_probs", PromptHashScorer().log_probs)
+    alone = RecordingTeacher("notes-teacher")
+    default = build_mixed_grained_dataset(cot_config(cot_num_samples=4), model, train_dataset, show_progress=False, teacher=alone)
+    assert _steps(alone) == ({"pseudo-CoT", "refinement"}, {(48, 0.0)})  # one teacher, one length and temperature
+
+    notes, refiner = RecordingTeacher("notes-teacher"), RecordingTeacher("reasoning-teacher")
+    made = []
+    monkeypatch.setattr(build, "make_teacher", lambda *args: made.append(args) or refiner)
+    config = cot_config(
+        cot_refine_teacher="http://localhost:8000", cot_refine_teacher_model="deepseek-r1-0528",
+        cot_refine_max_new_tokens=300, cot_refine_temperature=0.1,
+    )
+    official = build_mixed_grained_dataset(config, model, train_dataset, show_progress=False, teacher=notes)
+    assert [(spec, str(device), batch, name) for spec, device, batch, name in made] == [
+        ("http://localhost:8000", "cpu", config["cot_batch_size"], "deepseek-r1-0528")
+    ]
+    assert notes.conversations == []  # the same notes teacher: its pseudo-CoTs come from the first build's cache
+    assert _steps(refiner) == ({"refinement"}, {(300, 0.1)})
+    assert [m for m in refiner.conversations] == [m for m in alone.conversations if m[0]["content"] == REFINE_SYSTEM]
+    assert official != default  # the refinement teacher is part of the file's fingerprint
+
+
 # ---- cot_placement ---------------------------------------------------------------------------
 def _answer_alone(row):
     return row["completion"][0]["content"] == f"<answer>{row['target_title']}</answer>"
@@ -243,6 +289,10 @@ def test_no_switch_reaches_a_validation_or_test_prompt(tiny_cot, cot_config, mon
         ("grpo_top_p", 0, "a number > 0 and <= 1"),
         ("lr_scheduler_type", "cosine_with_restarts", "one of 'constant', 'linear', 'cosine'"),
         ("sft_completion_only_loss", "no", "True or False"),
+        ("cot_refine_teacher", "", "a non-empty string, or ~"),
+        ("cot_refine_max_new_tokens", 0, "an int >= 1, or ~"),
+        ("cot_refine_temperature", -0.1, "a number >= 0, or ~"),
+        ("recommender_image_text", "no", "True or False"),
     ],
 )
 def test_a_wrong_switch_value_fails_at_run_start_with_what_is_allowed(tiny_data_path, key, value, allowed):
@@ -252,3 +302,26 @@ def test_a_wrong_switch_value_fails_at_run_start_with_what_is_allowed(tiny_data_
     with pytest.raises(SettingsError) as error:
         check_settings(mllmrecr1_config(tiny_data_path, **{key: value}))
     assert f"[{key}] = {value!r}" in str(error.value) and allowed in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "run, refused",
+    [
+        ({"stages": ["sft", "grpo"], "sft_data": "mixed"}, False),
+        ({"stages": ["grpo"], "cot_placement": "input", "cot_input_share_grpo": 0.05}, False),
+        ({"stages": ["sft", "grpo"], "sft_data": "plain"}, True),
+        ({"stages": [], "use_image_text": True}, True),
+        ({"stages": [], "use_image_text": False}, False),  # no image text anywhere: nothing left unused
+    ],
+    ids=["sft-mixed", "grpo-input", "sft-plain", "zero-shot", "zero-shot-no-image-text"],
+)
+def test_teacher_only_image_text_needs_a_run_that_calls_the_teacher(tiny_data_path, run, refused):
+    from recbole_mllmr1.settings import SettingsError, check_settings
+    from tests.test_settings import mllmrecr1_config
+
+    config = mllmrecr1_config(tiny_data_path, **{"use_image_text": True, **run, "recommender_image_text": False})
+    if refused:
+        with pytest.raises(SettingsError, match=r"\[recommender_image_text\] = False .*never calls"):
+            check_settings(config)
+    else:
+        check_settings(config)

@@ -45,6 +45,10 @@ class CoTSettings:
     min_prob: float  # None = no probability threshold
     max_new_tokens: int
     temperature: float
+    refine_teacher: str  # cot_refine_teacher: None = the pseudo-CoT teacher refines too
+    refine_teacher_model: str
+    refine_max_new_tokens: int  # cot_refine_max_new_tokens, or cot_max_new_tokens when it is ~
+    refine_temperature: float  # cot_refine_temperature, or cot_temperature when it is ~
     batch_size: int
     cache_dir: str
     seed: int
@@ -75,6 +79,10 @@ class CoTSettings:
             min_prob=optional(float, "cot_min_prob"),
             max_new_tokens=int(config["cot_max_new_tokens"]),
             temperature=float(config["cot_temperature"]),
+            refine_teacher=config["cot_refine_teacher"],
+            refine_teacher_model=config["cot_refine_teacher_model"],
+            refine_max_new_tokens=int(_first_set(config["cot_refine_max_new_tokens"], config["cot_max_new_tokens"])),
+            refine_temperature=float(_first_set(config["cot_refine_temperature"], config["cot_temperature"])),
             batch_size=int(config["cot_batch_size"]),
             cache_dir=os.path.expanduser(str(config["cot_cache_dir"] or os.path.join(cache_root(), "cot"))),
             seed=int(config["seed"]),
@@ -87,8 +95,16 @@ class CoTSettings:
         )
 
     @property
-    def generation(self):
+    def pseudo_cot_generation(self):
         return GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)
+
+    @property
+    def refinement_generation(self):
+        return GenerationSettings(max_new_tokens=self.refine_max_new_tokens, temperature=self.refine_temperature, seed=self.seed)
+
+
+def _first_set(value, fallback):
+    return fallback if value is None else value
 
 
 def provenance_path(training_path):
@@ -115,12 +131,12 @@ def _cot_subset(n_plain, num_samples, seed):
     return sorted(int(i) for i in rng.choice(n_plain, size=num_samples, replace=False))
 
 
-def _teacher_replies(teacher, conversations, settings, cache, stage, scaffold, show_progress):
-    keys = [content_key("teacher", teacher.identity, messages, scaffold, settings.generation.as_dict()) for messages in conversations]
+def _teacher_replies(teacher, conversations, generation, cache, stage, scaffold, show_progress):
+    keys = [content_key("teacher", teacher.identity, messages, scaffold, generation.as_dict()) for messages in conversations]
     return cache.fill(
         keys,
         conversations,
-        lambda batch: teacher.generate(batch, settings.generation, scaffold=scaffold),
+        lambda batch: teacher.generate(batch, generation, scaffold=scaffold),
         teacher.batch_size,
         desc=f"CoT teacher: {stage}",
         show_progress=show_progress,
@@ -135,7 +151,7 @@ def _pseudo_cots(model, teacher, cot_samples, settings, cache, show_progress):
         teacher_prompts.pseudo_cot_messages([model.item_entry(i) for i in sample.history])
         for sample in cot_samples
     ]
-    return _teacher_replies(teacher, conversations, settings, cache, "pseudo-CoT", (), show_progress)
+    return _teacher_replies(teacher, conversations, settings.pseudo_cot_generation, cache, "pseudo-CoT", (), show_progress)
 
 
 def _refine(model, teacher, cot_samples, pseudo_cots, settings, cache, show_progress):
@@ -149,7 +165,10 @@ def _refine(model, teacher, cot_samples, pseudo_cots, settings, cache, show_prog
         return model.item_entry(sample.target) if settings.refine_sees_target else None
 
     conversations = [teacher_prompts.refinement_messages(pseudo_cots[i], target_text(cot_samples[i])) for i in to_refine]
-    refined = dict(zip(to_refine, _teacher_replies(teacher, conversations, settings, cache, "refinement", teacher_prompts.REFINE_SCAFFOLD, show_progress)))
+    replies = _teacher_replies(
+        teacher, conversations, settings.refinement_generation, cache, "refinement", teacher_prompts.REFINE_SCAFFOLD, show_progress
+    )
+    refined = dict(zip(to_refine, replies))
     rationales, reasons = {}, {}
     for i in range(len(pseudo_cots)):
         if i not in refined:
@@ -199,15 +218,23 @@ def _numbers(measured):
     }
 
 
-def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True, teacher=None):
+def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True, teacher=None, refine_teacher=None):
     """Build (or find up to date) the mixed-grained SFT file for ``model``'s training split; returns its path.
 
-    ``teacher`` overrides ``cot_teacher`` with any object of the teacher interface
-    (:mod:`recbole_mllmr1.cot.teachers`), e.g. one that is already loaded.
+    ``teacher`` overrides ``cot_teacher`` and ``refine_teacher`` overrides ``cot_refine_teacher`` with
+    any object of the teacher interface (:mod:`recbole_mllmr1.cot.teachers`), e.g. one that is already
+    loaded. Without a refinement teacher (given or configured), ``teacher`` refines its own notes.
     """
     logger = getLogger()
     settings = CoTSettings.from_config(config)
-    teacher = teacher or make_teacher(settings.teacher, config["device"] or "cpu", settings.batch_size, settings.teacher_model)
+    device = config["device"] or "cpu"
+    teacher = teacher or make_teacher(settings.teacher, device, settings.batch_size, settings.teacher_model)
+    if refine_teacher is None:
+        refine_teacher = (
+            make_teacher(settings.refine_teacher, device, settings.batch_size, settings.refine_teacher_model)
+            if settings.refine_teacher
+            else teacher
+        )
     samples = draw_training_samples(
         model, train_dataset, settings.plain_samples, settings.candidates, settings.seed, one_per_user=settings.one_per_user
     )
@@ -217,6 +244,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
         FILE_FORMAT_VERSION,
         {key: value for key, value in asdict(settings).items() if key not in ("cache_dir", "batch_size")},
         teacher.identity,
+        refine_teacher.identity,
         scorer_identity,
         _prompt_templates(),
         plain_records,
@@ -231,7 +259,7 @@ def build_mixed_grained_dataset(config, model, train_dataset, show_progress=True
     cot_samples = [samples[i] for i in cot_subset]
     teacher_cache = JsonlCache(os.path.join(folder, "teacher.jsonl"))
     pseudo_cots = _pseudo_cots(model, teacher, cot_samples, settings, teacher_cache, show_progress)
-    refined, rationales, reasons = _refine(model, teacher, cot_samples, pseudo_cots, settings, teacher_cache, show_progress)
+    refined, rationales, reasons = _refine(model, refine_teacher, cot_samples, pseudo_cots, settings, teacher_cache, show_progress)
     measured = _measure(model, cot_samples, rationales, scorer_identity, JsonlCache(os.path.join(folder, "scores.jsonl")), show_progress)
     reliable = []
     for i in sorted(measured):

@@ -10,6 +10,8 @@ import logging
 _OVERRIDES = {
     "teacher": "cot_teacher",
     "teacher_model": "cot_teacher_model",
+    "refine_teacher": "cot_refine_teacher",
+    "refine_teacher_model": "cot_refine_teacher_model",
     "num_samples": "cot_num_samples",
     "ratio": "cot_ratio",
     "min_gain": "cot_min_gain",
@@ -24,6 +26,8 @@ def add_arguments(parser):
     parser.add_argument("--dataset", "-d", required=True, help="RecBole dataset name, e.g. ml-100k.")
     parser.add_argument("--teacher", help="HF model id, local folder, 'smollm2-135m', http(s)://host:port (OpenAI-compatible) or vllm:<model>.")
     parser.add_argument("--teacher-model", dest="teacher_model", help="Model name to request from an http(s) teacher.")
+    parser.add_argument("--refine-teacher", dest="refine_teacher", help="Teacher of the refinement step, in any --teacher form (cot_refine_teacher; default: --teacher).")
+    parser.add_argument("--refine-teacher-model", dest="refine_teacher_model", help="Model name to request from an http(s) refinement teacher.")
     parser.add_argument("--data-path", dest="data_path", help="RecBole data_path holding <dataset>/ (default: RecBole's).")
     parser.add_argument("--num-samples", dest="num_samples", type=int, help="Training samples sent to the teacher (cot_num_samples).")
     parser.add_argument("--ratio", type=float, help="CoT rows per plain row in the training file (cot_ratio).")

@@ -93,6 +93,8 @@ class MLLMRecR1(SequentialRecommender):
         self.rerank_topk = config["rerank_topk"]
         self.listing_seed = config["seed"]
         self.use_image_text = config["use_image_text"]
+        # False: the CoT teacher's item_entry shows the image text, the recommender's prompt_entry not (the official recipe).
+        self.recommender_image_text = config["recommender_image_text"]
 
         if self.use_image_text and not hasattr(dataset, "item_image_texts"):
             raise ValueError(
@@ -227,8 +229,10 @@ class MLLMRecR1(SequentialRecommender):
 
     def prompt_entry(self, item_id):
         """``(external item token, text)`` as the model's own prompts list the item: with its hybrid
-        item token after the title when ``item_tokens`` is on (teachers get :meth:`item_entry`)."""
-        return self._item_texts.entry(item_id, self.use_image_text, item_token_text(item_id) if self.item_tokens else "")
+        item token after the title when ``item_tokens`` is on, and the image text only with
+        ``recommender_image_text`` (teachers get :meth:`item_entry`)."""
+        image_text = self.use_image_text and self.recommender_image_text
+        return self._item_texts.entry(item_id, image_text, item_token_text(item_id) if self.item_tokens else "")
 
     def messages(self, history_ids, candidate_ids):
         """Chat messages listing the history and the candidates (in the given order)."""
