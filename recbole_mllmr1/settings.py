@@ -5,6 +5,7 @@ before the dataset or the LLM loads, so that a wrong value fails in the first se
 the key, the value and what is allowed (in the style of TRL's ``GRPOConfig.__post_init__``),
 instead of after hours of training in the stage that reads it.
 """
+import math
 import os
 
 from recbole_mllmr1.sequential_model import check_checkpoint_matches, check_sequential_model_name, read_checkpoint
@@ -204,6 +205,7 @@ RULES = {
     "lr_scheduler_type": choice(*LR_SCHEDULER_TYPES),
     "sft_data": choice("mixed", "plain"),
     "sft_steps": integer(1),
+    "sft_epochs": number(0, low_inclusive=False, optional=True, none_means="sft_steps deciding the length"),
     "sft_learning_rate": number(0, low_inclusive=False),
     "sft_batch_size": integer(1),
     "sft_gradient_accumulation_steps": integer(1),
@@ -228,6 +230,7 @@ RULES = {
     "cot_batch_size": integer(1),
     "cot_cache_dir": text(optional=True, none_means="~/.cache/recbole_mllmr1/cot"),
     "grpo_steps": integer(1),
+    "grpo_epochs": number(0, low_inclusive=False, optional=True, none_means="grpo_steps deciding the length"),
     "grpo_learning_rate": number(0, low_inclusive=False),
     "grpo_batch_size": integer(1),
     "grpo_gradient_accumulation_steps": integer(1),
@@ -444,19 +447,19 @@ def cpu_cost_parts(config, n_users=None):
             teacher_samples = min(teacher_samples, config["train_samples"])
         if teacher_samples:
             parts[f"CoT teacher ({teacher_samples} samples)"] = teacher_samples * COT_S_PER_SAMPLE / 60
-    if "sft" in stages:
-        samples = config["sft_steps"] * config["sft_batch_size"] * config["sft_gradient_accumulation_steps"]
-        parts[f"SFT ({config['sft_steps']} steps, {samples} samples)"] = samples * SFT_S_PER_SAMPLE / 60
-    if "grpo" in stages:
-        completions = config["grpo_batch_size"] * config["grpo_gradient_accumulation_steps"]
-        seconds = config["grpo_steps"] * GRPO_S_PER_STEP * completions / GRPO_REFERENCE_COMPLETIONS
-        parts[f"GRPO ({config['grpo_steps']} steps)"] = seconds / 60
     if n_users is None:
         n_users = _count_users(config)
+    steps = {stage: _stage_steps(config, stage, n_users) for stage in ("sft", "grpo")}
+    if "sft" in stages:
+        samples = steps["sft"] * config["sft_batch_size"] * config["sft_gradient_accumulation_steps"]
+        parts[f"SFT ({steps['sft']} steps, {samples} samples)"] = samples * SFT_S_PER_SAMPLE / 60
+    if "grpo" in stages:
+        completions = config["grpo_batch_size"] * config["grpo_gradient_accumulation_steps"]
+        seconds = steps["grpo"] * GRPO_S_PER_STEP * completions / GRPO_REFERENCE_COMPLETIONS
+        parts[f"GRPO ({steps['grpo']} steps)"] = seconds / 60
     if config["eval_user_sample"]:
         n_users = min(n_users, config["eval_user_sample"]) if n_users else config["eval_user_sample"]
     if n_users:
-        steps = {"sft": config["sft_steps"], "grpo": config["grpo_steps"]}
         # The untrained model is validated once, each stage every eval_step steps (and at its end);
         # each stage's best adapter and the zero-shot model are tested.
         validations = 1 + sum(-(-steps[stage] // config["eval_step"]) for stage in stages)
@@ -474,6 +477,19 @@ def cpu_cost_parts(config, n_users=None):
             seconds += reasoning_passes * n_users * config["max_reasoning_tokens"] * REASONING_S_PER_TOKEN
         parts[f"evaluation ({validations} validations + {tests} tests of {n_users} users x {candidates} candidates)"] = seconds / 60
     return parts
+
+
+def _stage_steps(config, stage, n_users):
+    """A stage's optimizer steps: ``<stage>_steps``, or ``<stage>_epochs`` over ``train_samples`` rows (one
+    per user when it is ~: a lower bound unless train_sample_per_user); the steps key when nothing is counted."""
+    epochs = config[f"{stage}_epochs"]
+    rows = config["train_samples"] or n_users
+    if epochs is None or not rows:
+        return config[f"{stage}_steps"]
+    per_step = config[f"{stage}_batch_size"] * config[f"{stage}_gradient_accumulation_steps"]
+    if stage == "grpo":
+        per_step /= config["grpo_num_generations"]  # GRPO's batch counts completions, grpo_num_generations per prompt
+    return math.ceil(epochs * rows / per_step)
 
 
 def estimated_cpu_minutes(config, n_users=None):

@@ -6,15 +6,13 @@ the RecBole baselines on the same protocol (`recbole-mllmr1 compare`), and one t
     python scripts/run_paper_gpu.py --dataset ml-1m --out runs/paper-ml-1m
     python scripts/run_paper_gpu.py --dry-run --llm_path <tiny model folder> --dataset tiny --data-path <folder> --out <folder>
 
-The preset has no epoch key: SFT and GRPO steps are the official epochs over one sample per user
-(ceil(epochs x users x completions per sample / samples per step)). --dry-run runs the same
-sequence on CPU with a tiny model and a few steps, users and tokens, without images.
+The preset's sft_epochs and grpo_epochs are the official epochs over one sample per user. --dry-run
+runs the same sequence on CPU with a tiny model and a few steps, users and tokens, without images.
 """
 import argparse
 import csv
 import importlib.util
 import json
-import math
 import os
 import sys
 
@@ -22,8 +20,7 @@ from recbole_mllmr1.compare.columns import metric_label
 from recbole_mllmr1.compare.settings import parse_overrides
 from recbole_mllmr1.config import Config, properties_path
 
-# The official epochs per dataset (README of wangyu0627/MLLMRec-R1): SFT --epochs, GRPO --epochs.
-PRESETS = {"movielens": {"sft_epochs": 3, "grpo_epochs": 3}, "microlens": {"sft_epochs": 5, "grpo_epochs": 3}}
+PRESETS = ("movielens", "microlens")
 BASELINES = "Pop,BPR,GRU4Rec,Caser,NARM,SASRec,BERT4Rec"
 # CPU-sized: a few steps, users, samples and tokens; no images (a tiny dataset has none).
 DRY_RUN = {
@@ -31,7 +28,7 @@ DRY_RUN = {
     "cot_max_new_tokens": 16, "cot_refine_max_new_tokens": 16, "sft_batch_size": 2, "sft_gradient_accumulation_steps": 1, "sft_max_length": 512,
     "grpo_batch_size": 4, "grpo_gradient_accumulation_steps": 1, "grpo_num_generations": 2,
     "grpo_max_completion_length": 16, "eval_step": 1, "stopping_step": 2, "llm_batch_size": 4, "cot_batch_size": 4,
-    "show_progress": False,
+    "show_progress": False, "sft_epochs": None, "grpo_epochs": None,
 }
 DRY_RUN_STEPS = 2
 DRY_RUN_BASELINES = "Pop"
@@ -39,35 +36,26 @@ DRY_RUN_BASELINES = "Pop"
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="movielens", help="the official recipe of this dataset (default: movielens)")
+    parser.add_argument("--preset", choices=PRESETS, default="movielens", help="the official recipe of this dataset (default: movielens)")
     parser.add_argument("--dataset", default="ml-1m", help="RecBole dataset name (default: ml-1m)")
     parser.add_argument("--data-path", default=None, help="folder holding <dataset>/<dataset>.inter (RecBole's data_path)")
     parser.add_argument("--out", required=True, help="output folder: checkpoints, the baselines' runs and paper_table.md")
     parser.add_argument("--llm_path", default="Qwen/Qwen3-4B", help="the recommender (default: Qwen/Qwen3-4B)")
     parser.add_argument("--vlm", default="Qwen/Qwen3-VL-8B-Instruct", help="captions and CoT teacher (default: Qwen/Qwen3-VL-8B-Instruct)")
+    parser.add_argument("--refine_teacher", default=None,
+                        help="the reasoning model that refines the CoT (the official: DeepSeek-R1), any cot_teacher form, e.g. http://localhost:8000 (default: --vlm)")
+    parser.add_argument("--refine_teacher_model", default=None, help="the model name to request from an http(s) --refine_teacher, e.g. deepseek-r1-0528")
     parser.add_argument("--baselines", default=None, help=f"comma-separated RecBole models for the table (default: {BASELINES}; dry run: {DRY_RUN_BASELINES})")
     parser.add_argument("--config", action="append", metavar="KEY=VALUE", help="a further config key for every run (repeatable; VALUE is YAML)")
     parser.add_argument("--dry-run", action="store_true", help="the whole sequence on CPU with --llm_path a tiny model")
     return parser.parse_args(argv)
 
 
-def epoch_steps(config, epochs):
-    """sft_steps and grpo_steps of the official epochs over one sample per user of the filtered dataset
-    (a GRPO sample is grpo_num_generations completions)."""
-    from recbole.data import create_dataset
-
-    users = create_dataset(config).user_num - 1  # RecBole's id 0 is padding
-    sft_per_step = config["sft_batch_size"] * config["sft_gradient_accumulation_steps"]
-    grpo_per_step = config["grpo_batch_size"] * config["grpo_gradient_accumulation_steps"] / config["grpo_num_generations"]
-    return {"sft_steps": math.ceil(epochs["sft_epochs"] * users / sft_per_step),
-            "grpo_steps": math.ceil(epochs["grpo_epochs"] * users / grpo_per_step)}
-
-
 def run_config(args):
     """The config dict of the paper run (the preset's values stay the preset's unless the dry run shrinks them)."""
     overrides, _ = parse_overrides(args.config)
-    config_dict = {"llm_path": args.llm_path, "cot_teacher": args.vlm,
-                   "checkpoint_dir": os.path.join(args.out, "saved"), **overrides}
+    config_dict = {"llm_path": args.llm_path, "cot_teacher": args.vlm, "cot_refine_teacher": args.refine_teacher,
+                   "cot_refine_teacher_model": args.refine_teacher_model, "checkpoint_dir": os.path.join(args.out, "saved"), **overrides}
     if args.data_path:
         config_dict["data_path"] = args.data_path
     if args.dry_run:
@@ -119,9 +107,6 @@ def main(argv=None):
     preset_file = properties_path("quick_start_config", f"paper_{args.preset}.yaml")
     os.makedirs(args.out, exist_ok=True)
     config_dict = run_config(args)
-    if not args.dry_run:
-        preset = Config(model="MLLMRecR1", dataset=args.dataset, config_file_list=[preset_file], config_dict=config_dict)
-        config_dict.update(epoch_steps(preset, PRESETS[args.preset]))
     config = Config(model="MLLMRecR1", dataset=args.dataset, config_file_list=[preset_file], config_dict=config_dict)
     result = run_recbole(model="MLLMRecR1", dataset=args.dataset, config_file_list=[preset_file], config_dict=config_dict)
     baseline_rows = compare_baselines(args, config, args.baselines or (DRY_RUN_BASELINES if args.dry_run else BASELINES))

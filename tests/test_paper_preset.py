@@ -53,17 +53,12 @@ def test_a_paper_preset_holds_the_official_values_of_docs_paper_md(name, users_w
         "sft_completion_only_loss": False, "lr_scheduler_type": "linear",
         "use_image_text": True, "recommender_image_text": False, "cot_max_new_tokens": 256, "cot_temperature": 0.0,
         "cot_refine_max_new_tokens": 300, "cot_refine_temperature": 0.1, "cot_refine_teacher": None,
+        "grpo_epochs": 3,
     }
     assert {key: config[key] for key in official} == official
     assert config["eval_args"]["mode"] == {"valid": "uni9", "test": "uni9"}
-    per_dataset = {"movielens": (0.05, 0.1), "microlens": (0.1, 0.05)}[name]
-    assert (config["cot_input_share_grpo"], config["grpo_beta"]) == per_dataset
-
-
-def test_the_script_turns_the_official_epochs_into_steps(users_with_ten_items):
-    config = _preset("movielens", users_with_ten_items)
-    # 30 users; SFT: 16 samples per step; GRPO: 32 completions = 4 prompts per step.
-    assert _script().epoch_steps(config, {"sft_epochs": 3, "grpo_epochs": 3}) == {"sft_steps": 6, "grpo_steps": 23}
+    per_dataset = {"movielens": (0.05, 0.1, 3), "microlens": (0.1, 0.05, 5)}[name]
+    assert (config["cot_input_share_grpo"], config["grpo_beta"], config["sft_epochs"]) == per_dataset
 
 
 def test_the_script_refuses_to_start_without_cuda(tmp_path, capsys, monkeypatch):

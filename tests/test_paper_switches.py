@@ -45,6 +45,30 @@ def test_lr_scheduler_type_reaches_both_trl_configs():
     assert {settings.sft_config(config, "/tmp/unused").lr_scheduler_type, settings.grpo_config(config, "/tmp/unused").lr_scheduler_type} == {"linear"}
 
 
+# ---- sft_epochs, grpo_epochs -----------------------------------------------------------------
+def test_epochs_set_each_stages_length_from_its_data(tiny_data_path, tiny_llm_dir, tmp_path):
+    """One epoch over 6 training samples: SFT 2 per step -> 3 steps; GRPO 4 completions = 2 prompts per step -> 3 steps."""
+    import glob
+
+    from recbole_mllmr1.quick_start import run_recbole
+    from tests.test_training import TRAINING
+
+    config = Config(model="MLLMRecR1", dataset="ml-100k", config_dict={"state": "WARNING", "sft_epochs": 3, "grpo_epochs": 2.5})
+    sft, grpo = settings.sft_config(config, "/tmp/unused"), settings.grpo_config(config, "/tmp/unused")
+    assert (sft.max_steps, sft.num_train_epochs, grpo.max_steps, grpo.num_train_epochs) == (-1, 3.0, -1, 2.5)
+
+    run_recbole("MLLMRecR1", "tiny", config_dict={
+        **TRAINING, "data_path": tiny_data_path, "checkpoint_dir": str(tmp_path), "llm_path": tiny_llm_dir,
+        "train_samples": 6, "sft_epochs": 1, "sft_batch_size": 2, "grpo_epochs": 1, "grpo_batch_size": 4, "grpo_num_generations": 2,
+        "eval_step": 10, "eval_user_sample": 4,
+    })
+    (run_dir,) = glob.glob(str(tmp_path / "MLLMRecR1-tiny-*"))
+    with open(f"{run_dir}/history.jsonl") as file:
+        trained = [row for row in map(json.loads, file) if row["kind"] == "train"]
+    assert [row["step"] for row in trained if row["stage"] == "sft"] == [1, 2, 3]
+    assert [row["step"] for row in trained if row["stage"] == "grpo"] == [1, 2, 3]
+
+
 # ---- sft_completion_only_loss ----------------------------------------------------------------
 def _sft_loss_and_labels(tiny_llm_dir, completion_only_loss):
     """SFT's loss on two conversational prompt/completion records, as TRL computes it with the project's

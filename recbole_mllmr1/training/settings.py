@@ -49,11 +49,19 @@ def _lora(config, num_layers, r, alpha, target_modules, with_projector):
     )
 
 
+def _length(config, stage):
+    """``<stage>_steps`` optimizer steps, or ``<stage>_epochs`` passes over the stage's data, which TRL turns
+    into steps from its dataloader (as the official code's ``num_train_epochs``): for GRPO one pass gives
+    every prompt its ``grpo_num_generations`` rollouts once."""
+    epochs = config[f"{stage}_epochs"]
+    return {"max_steps": config[f"{stage}_steps"]} if epochs is None else {"max_steps": -1, "num_train_epochs": float(epochs)}
+
+
 def _common(config, output_dir, stage):
     on_cuda = torch.device(config["device"]).type == "cuda"
     return dict(
         output_dir=output_dir,
-        max_steps=config[f"{stage}_steps"],
+        **_length(config, stage),
         learning_rate=config[f"{stage}_learning_rate"],
         per_device_train_batch_size=config[f"{stage}_batch_size"],
         gradient_accumulation_steps=config[f"{stage}_gradient_accumulation_steps"],
