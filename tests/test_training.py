@@ -130,6 +130,7 @@ def test_testing_by_generated_lists_reuses_the_likelihood_training(trained_run, 
     assert calls == [] and glob.glob(os.path.join(saved, "MLLMRecR1-tiny-*")) == [run_dir]
     assert generative["best_valid_score"] == result["best_valid_score"]
     assert sum("generative ranking" in message for message in caplog.messages) == 3  # zero-shot, SFT and GRPO tested
+    assert sum("Example ranking prompt" in message for message in caplog.messages) == 3  # each stage's adapter's reply
 
 
 def test_testing_in_another_mode_reuses_the_training_validated_in_the_same_mode(trained_run, tiny_data_path, monkeypatch):

@@ -130,6 +130,7 @@ class MLLMRecR1(SequentialRecommender):
         self._reason_before_answer = False
         self.max_reasoning_tokens = config["max_reasoning_tokens"]
         self._example_logged = False
+        self._reply_logged = False  # generative evaluation: one example reply per test (pop_generation_tally)
         # Generative evaluation: one greedy reply per user ranks the max(topk) best candidates.
         self.generative_eval = config["eval_scoring"] == "generative"
         self.generative_topk = max(config["topk"])
@@ -190,8 +191,10 @@ class MLLMRecR1(SequentialRecommender):
 
     def pop_generation_tally(self):
         """Counts of generative evaluation's replies since the last call (``replies``, ``listed none``,
-        ``listed fewer than asked``), then reset; empty in likelihood scoring."""
+        ``listed fewer than asked``), then reset; empty in likelihood scoring. The next test logs an
+        example reply again: each stage's adapter answers differently."""
         tally, self._generation_tally = dict(self._generation_tally), Counter()
+        self._reply_logged = False
         return tally
 
     @contextmanager
@@ -312,9 +315,9 @@ class MLLMRecR1(SequentialRecommender):
             budgets.append(self._ranking_token_budget(listed, count))
             plans.append((order, listed, count))
         replies = self._greedy_replies(texts, budgets, ANSWER_CLOSE)
-        if texts and not self._example_logged:
+        if texts and not self._reply_logged:
             self.logger.info(f"Example ranking prompt (generative evaluation) and its reply:\n{texts[0]}{replies[0]}")
-            self._example_logged = True
+            self._reply_logged = True
         results = []
         for (order, listed, count), reply in zip(plans, replies):
             ranked = parse_ranked_list(reply, [self.item_token(i) for i in listed], [self.item_title(i) for i in listed], count)
