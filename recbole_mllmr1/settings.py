@@ -12,7 +12,7 @@ from recbole_mllmr1.sequential_model import check_checkpoint_matches, check_sequ
 from recbole_mllmr1.textualize.backends import BACKENDS
 from recbole_mllmr1.training.rewards import REWARDS
 from recbole_mllmr1.training.settings import check_grpo_batch
-from recbole_mllmr1.training.stages import STAGES
+from recbole_mllmr1.training.stages import STAGES, grpo_shows_rationales
 
 # The GRPO loss types of every TRL release setup.py allows (trl >= 0.23).
 GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
@@ -298,9 +298,7 @@ def check_settings(config):
 def _teacher_runs(config):
     """Whether the run calls the CoT teacher: SFT on mixed data, or GRPO with rationales in a share of its prompts."""
     stages = config["stages"] or []
-    return ("sft" in stages and config["sft_data"] == "mixed") or (
-        "grpo" in stages and config["cot_placement"] == "input" and bool(config["cot_input_share_grpo"])
-    )
+    return ("sft" in stages and config["sft_data"] == "mixed") or ("grpo" in stages and grpo_shows_rationales(config))
 
 
 def _check_grounding(config):

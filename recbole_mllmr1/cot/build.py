@@ -70,6 +70,9 @@ class CoTSettings:
         def optional(kind, key):
             return None if config[key] is None else kind(config[key])
 
+        def or_else(kind, key, fallback_key):
+            return kind(config[fallback_key] if config[key] is None else config[key])
+
         return cls(
             teacher=config["cot_teacher"],
             teacher_model=config["cot_teacher_model"],
@@ -81,8 +84,8 @@ class CoTSettings:
             temperature=float(config["cot_temperature"]),
             refine_teacher=config["cot_refine_teacher"],
             refine_teacher_model=config["cot_refine_teacher_model"],
-            refine_max_new_tokens=int(_first_set(config["cot_refine_max_new_tokens"], config["cot_max_new_tokens"])),
-            refine_temperature=float(_first_set(config["cot_refine_temperature"], config["cot_temperature"])),
+            refine_max_new_tokens=or_else(int, "cot_refine_max_new_tokens", "cot_max_new_tokens"),
+            refine_temperature=or_else(float, "cot_refine_temperature", "cot_temperature"),
             batch_size=int(config["cot_batch_size"]),
             cache_dir=os.path.expanduser(str(config["cot_cache_dir"] or os.path.join(cache_root(), "cot"))),
             seed=int(config["seed"]),
@@ -101,10 +104,6 @@ class CoTSettings:
     @property
     def refinement_generation(self):
         return GenerationSettings(max_new_tokens=self.refine_max_new_tokens, temperature=self.refine_temperature, seed=self.seed)
-
-
-def _first_set(value, fallback):
-    return fallback if value is None else value
 
 
 def provenance_path(training_path):

@@ -78,6 +78,11 @@ def sft_records(config, model, train_dataset, cot_file=None):
     return [answer_record(model, sample) for sample in training_samples(config, model, train_dataset, config["seed"])]
 
 
+def grpo_shows_rationales(config):
+    """Whether GRPO prompts show CoT rationales (``cot_placement: input`` with a share for GRPO): the CoT teacher runs for GRPO."""
+    return config["cot_placement"] == "input" and bool(config["cot_input_share_grpo"])
+
+
 def grpo_references(config, model, train_dataset, samples):
     """``{sample index: rationale}``: the GRPO prompts that show a rationale (``cot_placement: input``).
 
@@ -86,7 +91,7 @@ def grpo_references(config, model, train_dataset, samples):
     the same interactions only with ``train_sample_per_user`` (and ``train_samples: ~``), as the
     official code does; otherwise few GRPO samples have a rationale.
     """
-    if config["cot_placement"] != "input" or not config["cot_input_share_grpo"]:
+    if not grpo_shows_rationales(config):
         return {}
     from accelerate import PartialState
 
