@@ -44,18 +44,21 @@ FORMULA = (
 @contextlib.contextmanager
 def before_issue_21():
     """The training path before issue 21, in this process: autograd anomaly detection on (as RecBole's
-    sine.py leaves it at import) and TRL's fused LM head over every position on CPU (TRL's own rule).
+    sine.py leaves it at import), TRL's fused LM head over every position on CPU (TRL's own rule) and
+    GRPO rollouts that run their prompt once each (TRL's own generate call).
     tests/test_training_paths.py checks that it trains the same adapter as the package's path."""
     import torch
     import trl.trainer.utils
     from trl.kernels.chunked_logprob import _use_triton
 
     from recbole_mllmr1 import compat
+    from recbole_mllmr1.training import rollouts
 
     with (
         torch.autograd.set_detect_anomaly(True),
         mock.patch.object(compat, "fuse_lm_head_on_labelled_positions_only", lambda: None),
         mock.patch.object(trl.trainer.utils, "_use_triton", _use_triton),
+        mock.patch.object(rollouts, "shared_prompt_generation", lambda model: contextlib.nullcontext()),
     ):
         yield
 
@@ -183,7 +186,8 @@ def write(rows, limits, args):
                      f"{r['gflops']:.0f} | {share} | {r['peak_rss_mib']:.0f} | {gpu_memory} |")
     lines += ["", *_comparison(rows), "",
               "samples = SFT samples, or GRPO completions (prompts x generations); tokens = what TRL counted (prompt + completion). "
-              "before = autograd anomaly detection on and TRL's LM head over every position; after = the package's path.",
+              "before = autograd anomaly detection on, TRL's LM head over every position and GRPO rollouts that each run their prompt; "
+              "after = the package's path.",
               "", FORMULA + " Here P = {:.1f}M, P_last = {:.1f}M, P_lora = {:.2f}M.".format(*(n / 1e6 for n in rows[0]["parameters"]))]
     text = "\n".join(lines) + "\n"
     os.makedirs(RESULTS, exist_ok=True)

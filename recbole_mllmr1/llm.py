@@ -6,6 +6,7 @@ GGUF-loaded model refuses ``save_pretrained`` and training, so it is converted
 once into a plain HF checkpoint under a cache directory and loaded from there.
 """
 import importlib.util
+import inspect
 import os
 import shutil
 import tempfile
@@ -149,3 +150,10 @@ def load_text_generator(llm_path, device, dtype="auto"):
     device = torch.device(device)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=_torch_dtype(device, dtype))
     return model.to(device), _prepare_tokenizer(tokenizer)
+
+
+def cache_keyword(model):
+    """The forward (and ``generate``) argument that takes a key/value cache: ``cache`` from
+    transformers 5.24, before it ``past_key_values``. ``model`` may be PEFT-wrapped."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

@@ -13,11 +13,10 @@ is run once. The LM head is applied only where a title token is read.
 :meth:`TitleScorer.title_log_likelihoods` scores one prompt on its shared key/value cache
 (differentiable, for training); it is the reference the packed rows are tested against.
 """
-import inspect
-
 import numpy as np
 import torch
 
+from recbole_mllmr1.llm import cache_keyword
 from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, CHAT_TEMPLATE_KWARGS
 
 
@@ -44,12 +43,6 @@ def _common_prefix_length(sequences):
         if len({s[position] for s in sequences}) > 1:
             return position
     return shortest
-
-
-def _cache_keyword(model):
-    """The forward argument that takes a key/value cache: ``cache`` from transformers 5.24, before it ``past_key_values``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 class PackedPrompt:
@@ -88,7 +81,7 @@ class TitleScorer:
     def __init__(self, model, tokenizer, tokens_per_forward=4096):
         self.model = model
         self.tokenizer = tokenizer
-        self.cache_keyword = _cache_keyword(model)
+        self.cache_keyword = cache_keyword(model)
         self.tokens_per_forward = tokens_per_forward
 
     def answer_ids(self, prompt, titles):

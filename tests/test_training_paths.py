@@ -3,9 +3,13 @@ losses and the same LoRA adapter, for SFT and GRPO, on the tiny random-weight LL
 tokens and their projector train too).
 
 The old path is ``bench_training.before_issue_21`` (the benchmark's "before" rows): autograd anomaly
-detection on, and TRL's LM head over every position. Anomaly detection only checks, so it changes
-nothing; the LM head does the same arithmetic on the rows it keeps. Measured here: bitwise equal
-(every difference 0.0, and the default model's SFT losses and gradient norms too). Tolerance: 1e-6
+detection on, TRL's LM head over every position, and GRPO rollouts that each run their prompt.
+Anomaly detection only checks, so it changes nothing; the LM head does the same arithmetic on the
+rows it keeps; a shared prompt cache holds the keys and values each rollout would compute. GRPO runs
+with ``lora_dropout: 0`` here: TRL generates in training mode, and with dropout the shared prompt
+takes one dropout draw where each rollout took its own (recbole_mllmr1/training/rollouts.py).
+Measured here: bitwise equal (every difference 0.0, and the default model's SFT losses and gradient
+norms too). Tolerance: 1e-6
 on losses, gradient norms and weights, room for a BLAS that rounds a row's last bit differently when
 a matmul has fewer rows (~1e-7 relative), not for a different computation.
 """
@@ -29,8 +33,9 @@ def _train(stage, tiny_data_path, tiny_llm_dir, folder):
     """One stage of 2 steps from a fresh model: (per-step losses and gradient norms, the trainable parameters after it)."""
     from transformers import TrainerCallback
 
+    dropout = {"lora_dropout": 0.0} if stage == "grpo" else {}
     config = Config(model="MLLMRecR1", dataset="tiny", config_dict={
-        **TRAINING, "stages": [stage], "data_path": tiny_data_path, "checkpoint_dir": str(folder / "saved"), "llm_path": tiny_llm_dir})
+        **TRAINING, **dropout, "stages": [stage], "data_path": tiny_data_path, "checkpoint_dir": str(folder / "saved"), "llm_path": tiny_llm_dir})
     model, train_data, _, _ = prepare_run(config)
     stages.attach_lora(config, model)
     losses = []

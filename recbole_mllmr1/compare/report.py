@@ -53,7 +53,7 @@ def _format(value, std=np.nan, digits=4):
 
 def markdown_table(entries, best, settings):
     n_candidates = parse_mode(settings.mode)
-    candidates = "all items (the user's history masked)" if n_candidates is None else (
+    candidates = "all items (general models such as Pop without the user's training items, sequential models with them)" if n_candidates is None else (
         f"the positive and {n_candidates - 1} {'uniformly' if settings.mode.startswith('uni') else 'popularity'}-sampled negatives"
     )
     p_label = f"p ({metric_label(SIGNIFICANCE_METRIC)})"

@@ -1,18 +1,17 @@
-"""TRL's GRPOTrainer for ``grpo_lora: fresh``: GRPO's own adapter trained on the frozen SFT adapter.
+"""The GRPO trainer for ``grpo_lora: fresh``: GRPO's own adapter trained on the frozen SFT adapter.
 
 Its own module because it subclasses TRL's trainer: loading a saved adapter
 (:mod:`recbole_mllmr1.training.adapters`, used by testing and ``recommend``) need not import TRL.
 """
-from trl import GRPOTrainer
-
 from recbole_mllmr1.training.adapters import stack_grpo_adapter
+from recbole_mllmr1.training.rollouts import SharedPromptGRPOTrainer
 
 # TRL's copy of the adapter GRPO starts from, its KL reference (grpo_beta > 0).
 REFERENCE_ADAPTER = "ref"
 
 
-class StackedGRPOTrainer(GRPOTrainer):
-    """TRL's GRPOTrainer training the GRPO adapter stacked on the frozen SFT adapter.
+class StackedGRPOTrainer(SharedPromptGRPOTrainer):
+    """TRL's GRPOTrainer (with shared-prompt rollouts) training the GRPO adapter stacked on the frozen SFT adapter.
 
     The KL reference (``grpo_beta`` > 0) is the SFT model, base + SFT adapter: TRL copies PEFT's
     ``default`` adapter, here the SFT adapter, into ``ref`` and scores the reference with ``ref``

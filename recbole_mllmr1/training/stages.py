@@ -196,13 +196,14 @@ def run_grpo(config, model, records, stage_dir, selection=None, callbacks=(), nu
 
 
 def _prepare_grpo_adapter(config, model):
-    """Ready the adapter GRPO trains and return the trainer class for it: TRL's GRPOTrainer on the
-    model's adapter (``grpo_lora: continue``), or a fresh adapter added on top of it and the
+    """Ready the adapter GRPO trains and return the trainer class for it: TRL's GRPOTrainer with
+    shared-prompt rollouts (:mod:`~recbole_mllmr1.training.rollouts`) on the model's adapter
+    (``grpo_lora: continue``), or a fresh adapter added on top of it and the
     :class:`~recbole_mllmr1.training.stacked_grpo.StackedGRPOTrainer` that trains it (``fresh``)."""
     if config["grpo_lora"] == "continue":
-        from trl import GRPOTrainer
+        from recbole_mllmr1.training.rollouts import SharedPromptGRPOTrainer
 
-        return GRPOTrainer
+        return SharedPromptGRPOTrainer
     from recbole_mllmr1.training.adapters import add_fresh_grpo_adapter
     from recbole_mllmr1.training.stacked_grpo import StackedGRPOTrainer
 
