@@ -27,7 +27,8 @@ def shared_prompt_cache(model, input_ids, attention_mask):
     ``input_ids`` / ``attention_mask``: the left-padded ``[rows, width]`` batch ``generate``
     receives. The cache holds ``width - 1`` positions per row, the row's prefix right-aligned
     (its padding columns are zeros that the row's attention mask hides). Returns None when every
-    row is distinct: there is nothing to share.
+    row is distinct (nothing to share) or when the model returns no cache (it then generates as TRL
+    asked).
     """
     distinct, row_prompt = torch.unique(input_ids, dim=0, return_inverse=True)
     if len(distinct) == len(input_ids):
@@ -38,7 +39,9 @@ def shared_prompt_cache(model, input_ids, attention_mask):
     for prompt in range(len(distinct)):
         row = int((row_prompt == prompt).nonzero()[0])
         prefix = input_ids[row, :-1][attention_mask[row, :-1].bool()]
-        cache = model(input_ids=prefix[None], use_cache=True, logits_to_keep=1)[keyword]
+        cache = model(input_ids=prefix[None], use_cache=True, logits_to_keep=1).get(keyword)
+        if cache is None:
+            return None
         pad = prefix_width - len(prefix)
         keys.append([torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)) for layer in cache.layers])
         values.append([torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) for layer in cache.layers])
