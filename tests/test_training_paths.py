@@ -9,9 +9,9 @@ rows it keeps; a shared prompt cache holds the keys and values each rollout woul
 with ``lora_dropout: 0`` here: TRL generates in training mode, and with dropout the shared prompt
 takes one dropout draw where each rollout took its own (recbole_mllmr1/training/rollouts.py).
 Measured here: bitwise equal (every difference 0.0, and the default model's SFT losses and gradient
-norms too). Tolerance: 1e-6
-on losses, gradient norms and weights, room for a BLAS that rounds a row's last bit differently when
-a matmul has fewer rows (~1e-7 relative), not for a different computation.
+norms too). Tolerance: 1e-6 on losses, gradient norms and weights, room for a BLAS that rounds a
+row's last bit differently when a matmul has fewer rows (~1e-7 relative), not for a different
+computation.
 """
 import pytest
 

@@ -4,13 +4,13 @@ TRL's sampler repeats every prompt ``num_generations`` times, and its transforme
 (no vLLM, no continuous batching) hands ``generate`` the left-padded batch: each prompt is
 run through the model once per rollout before the first completion token is drawn. On a CPU
 the repeated prefill is about a quarter of a GRPO step of the main command (4 rollouts of a
-~390-token prompt; a completion is ~20 tokens; benchmarks/bench_training.py). Here ``generate`` first runs every distinct prompt once,
-less its last token, and hands the rows its key/value cache, left-padded like the rows
-themselves; ``generate`` then runs only each row's last prompt token and the completion. The
-positions, the mask and the sampling are the ones TRL's call would use, so with
-``lora_dropout: 0`` the completions are those of TRL's own path (tests/test_rollouts.py). With
-dropout, which TRL leaves on while it generates, a group's rollouts share one dropout draw over
-their prompt, as they share its cache.
+~390-token prompt; a completion is ~20 tokens; benchmarks/bench_training.py). Here ``generate``
+first runs every distinct prompt once, less its last token, and hands the rows its key/value
+cache, left-padded like the rows themselves; ``generate`` then runs only each row's last prompt
+token and the completion. The positions, the mask and the sampling are the ones TRL's call would
+use, so with ``lora_dropout: 0`` the completions are those of TRL's own path
+(tests/test_rollouts.py). With dropout, which TRL leaves on while it generates, a group's rollouts
+share one dropout draw over their prompt, as they share its cache.
 """
 import contextlib
 
