@@ -6,10 +6,11 @@ The same ml-100k uni9 requests (the test positive and 9 random items per user, z
 image text unless --image-text) are scored twice, each path in its own process so that its peak
 RSS is its own: one prompt per forward (the prefix alone, then its titles on its repeated cache,
 full-vocabulary logits at every title position; the scorer before batching and the reference of
-tests/test_scoring_batched.py), and packed prompts (many prompts per forward, the LM head only
-where a title token is read). The same run measures the fp32 matmul limit of this machine at the
-model's layer shapes with the same threads; achieved GFLOP/s counts 2 x non-embedding parameters
-x tokens (prompt + title tokens), the work both paths must do. The two paths' scores are compared
+tests/test_scoring_batched.py), and packed prompts (many prompts per forward, the opening all
+prompts share run once, the LM head only where a title token is read). The same run measures the
+fp32 matmul limit of this machine at the model's layer shapes with the same threads; achieved
+GFLOP/s counts 2 x non-embedding parameters x the tokens each path runs (prompt + title tokens;
+the packed path runs the shared opening once, not once per user). The two paths' scores are compared
 (largest log-probability difference, identical ranks). Writes eval.md and eval.csv to --results.
 """
 import argparse
@@ -37,7 +38,7 @@ def _score(path, args, queue):
     from recbole_mllmr1.listing import listing_order
     from recbole_mllmr1.quick_start import prepare_run
     from recbole_mllmr1.sequential_model import TEXT_ONLY
-    from recbole_mllmr1.scoring import TitleScorer
+    from recbole_mllmr1.scoring import TitleScorer, shared_opening_length
 
     config = Config(
         model="MLLMRecR1",
@@ -80,14 +81,17 @@ def _score(path, args, queue):
         in_candidate_order[order] = log_probs.double().numpy()
         results.append((in_candidate_order, order))
 
-    scored = list(zip(prompts[1:], titles[1:]))
-    tokens = 0
-    for prompt, titles in scored:
-        prefix, continuations, _ = scorer.answer_ids(prompt, titles)
+    tokens, prefixes = 0, []
+    for prompt, candidate_titles in zip(prompts[1:], titles[1:]):
+        prefix, continuations, _ = scorer.answer_ids(prompt, candidate_titles)
         tokens += len(prefix) + sum(len(c) for c in continuations)
+        prefixes.append(prefix)
+    # The packed path runs the opening its prompts share once (all users are one call).
+    tokens_run = tokens - shared_opening_length(prefixes) * (args.users - 1) if path == PACKED else tokens
     params = non_embedding_parameters(llm)
     queue.put({"path": path, "users": args.users, "seconds": seconds, "users_per_s": args.users / seconds,
-               "tokens": tokens, "non_embedding_params": params, "gflops": 2 * params * tokens / seconds / 1e9,
+               "tokens": tokens, "tokens_run": tokens_run, "non_embedding_params": params,
+               "gflops": 2 * params * tokens_run / seconds / 1e9,
                "tokens_per_forward": scorer.tokens_per_forward if path == PACKED else "",
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "shapes": (llm.config.hidden_size, llm.config.intermediate_size),
@@ -138,10 +142,11 @@ def write(rows, limits, args):
 
     lines += [
         "## Scoring\n",
-        "| path | users/s | seconds | GFLOP/s | of limit | peak RSS MiB |", "|---|---|---|---|---|---|",
+        "| path | users/s | seconds | tokens run | GFLOP/s | of limit | peak RSS MiB |", "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['path']}{per_forward(r)} | {r['users_per_s']:.2f} | {r['seconds']:.1f} | {r['gflops']:.0f} | {r['utilisation']:.0%} | {r['peak_rss_mib']:.0f} |"
+        f"| {r['path']}{per_forward(r)} | {r['users_per_s']:.2f} | {r['seconds']:.1f} | {r['tokens_run']} | {r['gflops']:.0f} | "
+        f"{r['utilisation']:.0%} | {r['peak_rss_mib']:.0f} |"
         for r in rows
     ]
     lines += [
@@ -152,7 +157,7 @@ def write(rows, limits, args):
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "eval.md"), "w") as file:
         file.write(text)
-    fields = ["path", "users", "seconds", "users_per_s", "tokens", "gflops", "limit_gflops", "utilisation", "tokens_per_forward", "peak_rss_mib"]
+    fields = ["path", "users", "seconds", "users_per_s", "tokens", "tokens_run", "gflops", "limit_gflops", "utilisation", "tokens_per_forward", "peak_rss_mib"]
     with open(os.path.join(args.results, "eval.csv"), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

@@ -18,7 +18,8 @@ By default each mode validates in itself, so each mode trains its own MLLMRecR1 
 comparisons share one trainings folder, ``runs/bench_compare/grounding_trainings_valid_<valid
 mode>/``: each MLLMRecR1 configuration trains once, in the first mode, and the other modes only
 test it (their SASRec, trained alike on one machine, has the same weights). Their folders and results are
-``<mode>_grounding_valid_<valid mode>``. ``--force`` then empties the shared trainings and the
+``<mode>_grounding_valid_<valid mode>``, with ``_<N>_users`` appended for an ``--eval-user-sample``
+other than 200 (the sample also validates, so it trains anew). ``--force`` then empties the shared trainings and the
 modes' run folders once, before the first mode.
 """
 import argparse
@@ -53,6 +54,7 @@ ROW_SLUGS = (
 CONFIG = bench_compare.REPOSITORY / "properties" / "quick_start_config" / "grounding_cpu.yaml"
 # SASRec's own training on 2 cores: ~85 s per epoch with 20 items of history (~3.5 min with 50).
 SASREC_CONFIG = ("SASRec.epochs=8", "SASRec.MAX_ITEM_LIST_LENGTH=20")
+DEFAULT_USERS = 200  # other samples get folders of their own, named after their size
 METRICS = ("hit@1", "hit@5", "ndcg@10", "mrr@10")
 TESTED = "ndcg@10"
 
@@ -101,7 +103,7 @@ def grounding_table(mode, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="uni9", help="comma-separated evaluation modes (default: uni9)")
-    parser.add_argument("--eval-user-sample", type=int, default=200, help="test users (default: 200)")
+    parser.add_argument("--eval-user-sample", type=int, default=DEFAULT_USERS, help=f"test users (default: {DEFAULT_USERS})")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--force", action="store_true", help="rerun finished rows")
     parser.add_argument("--valid-mode", default=None,
@@ -112,6 +114,9 @@ def main(argv=None):
     if args.valid_mode:
         parse_mode(args.valid_mode, "--valid-mode")  # before --force deletes folders named after it
         tag = f"{TAG}_valid_{args.valid_mode}"
+    if args.eval_user_sample != DEFAULT_USERS:
+        tag += f"_{args.eval_user_sample}_users"
+    if args.valid_mode:
         trainings = bench_compare.RUNS_DIR / f"{TAG}_trainings_valid_{args.valid_mode}"
         shared = ["--valid-mode", args.valid_mode, "--trainings", str(trainings)]
         if args.force:

@@ -9,12 +9,15 @@ Evaluation (:meth:`TitleScorer.log_probs`) scores many prompts per forward pass:
 packs one prompt followed by all its candidates' titles, and an attention mask lets every
 title see the prompt and itself only, with positions that restart after the prompt for each
 title, so every title is scored exactly as if it followed the prompt alone while the prompt
-is run once. The LM head is applied only where a title token is read.
+is run once. The opening that every prompt of the call shares (the system prompt, the start of
+the user turn) is run once for all of them, and the rows read it from its key/value cache. The
+LM head is applied only where a title token is read.
 :meth:`TitleScorer.title_log_likelihoods` scores one prompt on its shared key/value cache
 (differentiable, for training); it is the reference the packed rows are tested against.
 """
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from recbole_mllmr1.llm import cache_keyword
 from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, CHAT_TEMPLATE_KWARGS
@@ -45,6 +48,16 @@ def _common_prefix_length(sequences):
     return shortest
 
 
+def shared_opening_length(prefixes):
+    """How many opening tokens all ``prefixes`` share and run once, each keeping its last token.
+
+    The last prefix token predicts the titles' first tokens, so every prompt runs it itself.
+    """
+    if not prefixes:
+        return 0
+    return max(0, min(_common_prefix_length(prefixes), min(len(prefix) for prefix in prefixes) - 1))
+
+
 class PackedPrompt:
     """One prompt and its titles as one row: the prefix, then every title's continuation.
 
@@ -65,6 +78,7 @@ class PackedPrompt:
         predictor = np.where(in_title == 0, len(prefix) - 1, len(prefix) + np.arange(lengths.sum()) - 1)
         self.read_at, self.targets, self.title_of = predictor[scored], self.ids[len(prefix) :][scored], title[scored]
         self.n_titles = len(continuations)
+        self.prefix_length = len(prefix)
 
     def __len__(self):
         return len(self.ids)
@@ -73,8 +87,8 @@ class PackedPrompt:
 class TitleScorer:
     """Log-probabilities of each listed candidate's title as the answer to a prompt.
 
-    ``tokens_per_forward`` bounds the padded size (rows x longest row) of one packed forward
-    pass; 4096 (about 8 uni9 prompts) was the fastest of 512 to 8192 on a 2-core CPU, and the
+    ``tokens_per_forward`` bounds the padded size (rows x longest row, the shared opening left
+    out) of one packed forward pass; 4096 (about 8 uni9 prompts) was the fastest of 512 to 8192 on a 2-core CPU, and the
     attention mask grows with the square of the row length.
     """
 
@@ -144,41 +158,68 @@ class TitleScorer:
         # A title listed twice is scored once, so the twins tie exactly as they do on the reference path.
         distinct = [{title: k for k, title in enumerate(dict.fromkeys(titles))} for titles in candidate_titles]
         packed = [PackedPrompt(*self.answer_ids(prompt, list(titles))) for prompt, titles in zip(prompts, distinct)]
+        opening, opening_cache = self._shared_opening(packed)
         results = [None] * len(packed)
         # Longest first, so each forward pads its rows to a similar length.
         order = sorted(range(len(packed)), key=lambda i: -len(packed[i]))
         start = 0
         while start < len(order):
-            rows = max(1, self.tokens_per_forward // len(packed[order[start]]))
+            rows = max(1, self.tokens_per_forward // (len(packed[order[start]]) - opening))
             batch = order[start : start + rows]
-            for index, scores in zip(batch, self._packed_title_log_likelihoods([packed[i] for i in batch])):
+            rows_scores = self._packed_title_log_likelihoods([packed[i] for i in batch], opening, opening_cache)
+            for index, scores in zip(batch, rows_scores):
                 listed = scores[[distinct[index][title] for title in candidate_titles[index]]]
                 results[index] = torch.log_softmax(listed, dim=-1).float().cpu()
             start += rows
         return results
 
-    def _packed_title_log_likelihoods(self, rows):
-        """Summed title log-probabilities of each packed row's titles, from one forward pass."""
+    def _shared_opening(self, packed):
+        """``(length, key/value cache)`` of the opening every packed prompt shares (:func:`shared_opening_length`), run once.
+
+        ``(0, None)`` when the prompts share nothing or the model returns no cache.
+        """
+        prefixes = [row.ids[: row.prefix_length] for row in packed]
+        length = shared_opening_length(prefixes)
+        if length < 1:
+            return 0, None
+        opening = torch.tensor(prefixes[0][None, :length], device=self.model.device)
+        cache = self.model(input_ids=opening, use_cache=True, logits_to_keep=1).get(self.cache_keyword)
+        if cache is None:
+            return 0, None
+        return length, [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _packed_title_log_likelihoods(self, rows, opening=0, opening_cache=None):
+        """Summed title log-probabilities of each packed row's titles, from one forward pass.
+
+        The rows' first ``opening`` tokens are not run: every row reads their keys and values from
+        ``opening_cache`` (per layer, ``(keys, values)`` of one row), which all rows share.
+        """
         device = self.model.device
-        n_rows, width = len(rows), max(len(row) for row in rows)
+        n_rows, width = len(rows), max(len(row) for row in rows) - opening
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = np.full((n_rows, width), pad, dtype=np.int64)
         positions = np.zeros((n_rows, width), dtype=np.int64)
         segments = np.full((n_rows, width), -1, dtype=np.int64)
         for r, row in enumerate(rows):
-            ids[r, : len(row)], positions[r, : len(row)], segments[r, : len(row)] = row.ids, row.positions, row.segments
+            run = len(row) - opening
+            ids[r, :run], positions[r, :run], segments[r, :run] = row.ids[opening:], row.positions[opening:], row.segments[opening:]
         segments = torch.from_numpy(segments).to(device)
-        # A token sees the earlier tokens of its own segment, and a title also sees the prefix. Padding
-        # sees only padding: a query that saw nothing would give NaN, which the values would spread.
+        # A token sees the earlier tokens of its own segment, and a title also sees the prefix; every
+        # token sees the shared opening. Without an opening, padding sees only padding: a query that
+        # saw nothing would give NaN, which the values would spread.
         same = segments[:, :, None] == segments[:, None, :]
         prefix_for_title = (segments[:, :, None] > 0) & (segments[:, None, :] == 0)
         causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
         dtype = self.model.dtype
-        mask = torch.zeros((n_rows, 1, width, width), dtype=dtype, device=device)
-        mask.masked_fill_(~((same | prefix_for_title) & causal)[:, None], torch.finfo(dtype).min)
+        mask = torch.zeros((n_rows, 1, width, opening + width), dtype=dtype, device=device)
+        mask[..., opening:].masked_fill_(~((same | prefix_for_title) & causal)[:, None], torch.finfo(dtype).min)
+        cache = {}
+        if opening:
+            layers = [(keys.expand(n_rows, -1, -1, -1), values.expand(n_rows, -1, -1, -1)) for keys, values in opening_cache]
+            cache = {self.cache_keyword: DynamicCache(ddp_cache_data=layers, config=self.model.config)}
 
         row_of = np.repeat(np.arange(n_rows), [len(row.read_at) for row in rows])
-        read_at = np.concatenate([row.read_at for row in rows])
+        read_at = np.concatenate([row.read_at for row in rows]) - opening
         read = torch.zeros((n_rows, width), dtype=torch.bool, device=device)
         read[torch.from_numpy(row_of), torch.from_numpy(read_at)] = True
         # The model returns logits only at the read positions, in row-major order.
@@ -189,6 +230,7 @@ class TitleScorer:
             position_ids=torch.from_numpy(positions).to(device),
             use_cache=False,
             logits_to_keep=read,
+            **cache,
         ).logits.float()
         targets = torch.from_numpy(np.concatenate([row.targets for row in rows])).to(device)
         # The float32 log-softmax of the one-prompt path, whose rounding (up to ~1e-5 a token over a

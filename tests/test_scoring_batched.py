@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from recbole_mllmr1.llm import load_causal_lm, load_tokenizer
-from recbole_mllmr1.prompts import build_messages
-from recbole_mllmr1.scoring import TitleScorer, render_prompt
+from recbole_mllmr1.prompts import SYSTEM_PROMPT, build_messages
+from recbole_mllmr1.scoring import PackedPrompt, TitleScorer, _common_prefix_length, render_prompt
 
 TITLES = [
     "Heat (1995)",
@@ -65,3 +65,33 @@ def test_packed_scores_match_the_one_prompt_reference(scorer, tokens_per_forward
         assert torch.equal(torch.argsort(got, descending=True, stable=True), torch.argsort(want, descending=True, stable=True))
         twins = [k for k, title in enumerate(candidates) if title == "Heat (1995)"]
         assert len({got[k].item() for k in twins}) <= 1
+
+
+def test_the_opening_all_prompts_share_runs_once(scorer):
+    """The system prompt and the start of the user turn go through the model once per call, not once per prompt."""
+    prompts, titles = _prompts(scorer.tokenizer)
+    prefixes = [scorer.answer_ids(p, list(dict.fromkeys(t)))[0] for p, t in zip(prompts, titles)]
+    system_prompt = scorer.tokenizer(SYSTEM_PROMPT)["input_ids"]
+    opening = _common_prefix_length(prefixes)
+    assert opening > len(system_prompt), "the prompts must share the system prompt"
+    widths = []
+    handle = scorer.model.register_forward_pre_hook(lambda _module, _args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        scorer.tokens_per_forward = 100_000
+        scorer.log_probs(prompts, titles)
+    finally:
+        handle.remove()
+    packed_tokens = [len(PackedPrompt(*scorer.answer_ids(p, list(dict.fromkeys(t))))) for p, t in zip(prompts, titles)]
+    assert widths == [(1, opening), (len(prompts), max(packed_tokens) - opening)]
+
+
+def test_a_single_prompt_runs_all_but_its_last_prefix_token_once(scorer):
+    prompts, titles = _prompts(scorer.tokenizer)
+    (got,) = scorer.log_probs(prompts[:1], titles[:1])
+    with torch.no_grad():
+        want = scorer.candidate_log_probs(prompts[0], titles[0])
+    assert (got - want).abs().max().item() < 1e-4
+
+
+def test_a_call_without_prompts_scores_nothing(scorer):
+    assert scorer.log_probs([], []) == []
