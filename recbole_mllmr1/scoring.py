@@ -88,8 +88,8 @@ class TitleScorer:
     """Log-probabilities of each listed candidate's title as the answer to a prompt.
 
     ``tokens_per_forward`` bounds the padded size (rows x longest row, the shared opening left
-    out) of one packed forward pass; 4096 (about 8 uni9 prompts) was the fastest of 512 to 8192 on a 2-core CPU, and the
-    attention mask grows with the square of the row length.
+    out) of one packed forward pass; 4096 (about 10 uni9 prompts) was the fastest of 512 to 8192
+    on a 2-core CPU, and the attention mask grows with the square of the row length.
     """
 
     def __init__(self, model, tokenizer, tokens_per_forward=4096):
