@@ -88,11 +88,13 @@ class TitleScorer:
     """Log-probabilities of each listed candidate's title as the answer to a prompt.
 
     ``tokens_per_forward`` bounds the padded size (rows x longest row, the shared opening left
-    out) of one packed forward pass; 4096 (about 10 uni9 prompts) was the fastest of 512 to 8192
-    on a 2-core CPU, and the attention mask grows with the square of the row length.
+    out) of one packed forward pass. On a 2-core CPU (benchmarks/bench_eval.py, uni9 prompts of
+    ~320 tokens after the opening) 1024 and 2048 were equally fast, 4096 5% and 8192 25% slower;
+    2048 keeps several prompts per forward when prompts are longer (image text), and the attention
+    mask grows with the square of the row length.
     """
 
-    def __init__(self, model, tokenizer, tokens_per_forward=4096):
+    def __init__(self, model, tokenizer, tokens_per_forward=2048):
         self.model = model
         self.tokenizer = tokenizer
         self.cache_keyword = cache_keyword(model)
