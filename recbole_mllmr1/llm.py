@@ -157,3 +157,17 @@ def cache_keyword(model):
     transformers 5.24, before it ``past_key_values``. ``model`` may be PEFT-wrapped."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def prompt_key_values(model, input_ids):
+    """Per layer, ``(keys, values)`` of ``input_ids`` (``[1, length]``) run once with a cache; None
+    when the model returns no cache. Only the last position reaches the LM head."""
+    cache = model(input_ids=input_ids, use_cache=True, logits_to_keep=1).get(cache_keyword(model))
+    return None if cache is None else [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def key_value_cache(model, layers):
+    """A ``DynamicCache`` holding per-layer ``(keys, values)``, for a forward or ``generate`` to continue from."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=layers, config=model.config)

@@ -17,9 +17,8 @@ LM head is applied only where a title token is read.
 """
 import numpy as np
 import torch
-from transformers import DynamicCache
 
-from recbole_mllmr1.llm import cache_keyword
+from recbole_mllmr1.llm import cache_keyword, key_value_cache, prompt_key_values
 from recbole_mllmr1.prompts import ANSWER_CLOSE, ANSWER_OPEN, CHAT_TEMPLATE_KWARGS
 
 
@@ -184,11 +183,8 @@ class TitleScorer:
         length = shared_opening_length(prefixes)
         if length < 1:
             return 0, None
-        opening = torch.tensor(prefixes[0][None, :length], device=self.model.device)
-        cache = self.model(input_ids=opening, use_cache=True, logits_to_keep=1).get(self.cache_keyword)
-        if cache is None:
-            return 0, None
-        return length, [(layer.keys, layer.values) for layer in cache.layers]
+        layers = prompt_key_values(self.model, torch.tensor(prefixes[0][None, :length], device=self.model.device))
+        return (0, None) if layers is None else (length, layers)
 
     def _packed_title_log_likelihoods(self, rows, opening=0, opening_cache=None):
         """Summed title log-probabilities of each packed row's titles, from one forward pass.
@@ -218,7 +214,7 @@ class TitleScorer:
         cache = {}
         if opening:
             layers = [(keys.expand(n_rows, -1, -1, -1), values.expand(n_rows, -1, -1, -1)) for keys, values in opening_cache]
-            cache = {self.cache_keyword: DynamicCache(ddp_cache_data=layers, config=self.model.config)}
+            cache = {self.cache_keyword: key_value_cache(self.model, layers)}
 
         row_of = np.repeat(np.arange(n_rows), [len(row.read_at) for row in rows])
         read_at = np.concatenate([row.read_at for row in rows]) - opening

@@ -15,10 +15,9 @@ share one dropout draw over their prompt, as they share its cache.
 import contextlib
 
 import torch
-from transformers import DynamicCache
 from trl import GRPOTrainer
 
-from recbole_mllmr1.llm import cache_keyword
+from recbole_mllmr1.llm import cache_keyword, key_value_cache, prompt_key_values
 
 
 def shared_prompt_cache(model, input_ids, attention_mask):
@@ -34,22 +33,21 @@ def shared_prompt_cache(model, input_ids, attention_mask):
     if len(distinct) == len(input_ids):
         return None
     prefix_width = input_ids.shape[1] - 1
-    keyword = cache_keyword(model)
     keys, values = [], []  # per distinct prompt: per layer [1, heads, prefix_width, head_dim]
     for prompt in range(len(distinct)):
         row = int((row_prompt == prompt).nonzero()[0])
         prefix = input_ids[row, :-1][attention_mask[row, :-1].bool()]
-        cache = model(input_ids=prefix[None], use_cache=True, logits_to_keep=1).get(keyword)
-        if cache is None:
+        prompt_layers = prompt_key_values(model, prefix[None])
+        if prompt_layers is None:
             return None
         pad = prefix_width - len(prefix)
-        keys.append([torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)) for layer in cache.layers])
-        values.append([torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) for layer in cache.layers])
+        keys.append([torch.nn.functional.pad(layer_keys, (0, 0, pad, 0)) for layer_keys, _ in prompt_layers])
+        values.append([torch.nn.functional.pad(layer_values, (0, 0, pad, 0)) for _, layer_values in prompt_layers])
     layers = [
         (torch.cat([k[layer] for k in keys])[row_prompt], torch.cat([v[layer] for v in values])[row_prompt])
         for layer in range(len(keys[0]))
     ]
-    return DynamicCache(ddp_cache_data=layers, config=model.config)
+    return key_value_cache(model, layers)
 
 
 @contextlib.contextmanager
